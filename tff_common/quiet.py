@@ -1,0 +1,57 @@
+"""Quiets TensorFlow's start-up log noise in binaries, without hiding errors.
+
+`quiet_tensorflow_logs` must run before TensorFlow is imported, because the C++
+log level is read once, at import. Level 2 drops INFO and WARNING lines from
+TF's C++ core (TensorRT and CPU-feature screens); ERROR and FATAL still print.
+
+TF 2.14 also prints three ERROR lines at import on every CPU-only machine
+("Unable to register cuDNN/cuFFT/cuBLAS factory": the XLA plugins register
+twice, a known TF 2.14 defect with no effect). Raising the level to 3 would hide
+real errors, so instead `import_tensorflow` captures the stderr of the import
+alone and passes through every line except exactly those.
+"""
+
+import logging
+import os
+import re
+import sys
+import tempfile
+import warnings
+
+_KNOWN_IMPORT_NOISE = re.compile(
+    r'Unable to register (cuDNN|cuFFT|cuBLAS) factory: Attempting to register '
+    r'factory for plugin \w+ when one has already been registered')
+
+
+def quiet_tensorflow_logs():
+  os.environ.setdefault('TF_CPP_MIN_LOG_LEVEL', '2')
+  warnings.filterwarnings('ignore', category=DeprecationWarning)
+  warnings.filterwarnings('ignore', category=FutureWarning)
+  logging.getLogger('tensorflow').setLevel(logging.ERROR)
+
+
+def import_tensorflow():
+  """Imports TF and TFF quietly; returns (tf, tff)."""
+  quiet_tensorflow_logs()
+  if 'tensorflow' in sys.modules:
+    import tensorflow as tf  # pylint: disable=g-import-not-at-top
+    import tensorflow_federated as tff  # pylint: disable=g-import-not-at-top
+    return tf, tff
+  sys.stderr.flush()
+  saved = os.dup(2)
+  with tempfile.TemporaryFile() as captured:
+    os.dup2(captured.fileno(), 2)
+    try:
+      import tensorflow as tf  # pylint: disable=g-import-not-at-top
+      import tensorflow_federated as tff  # pylint: disable=g-import-not-at-top
+    finally:
+      os.dup2(saved, 2)
+      os.close(saved)
+      captured.seek(0)
+      for line in captured.read().decode('utf-8', 'replace').splitlines():
+        if not _KNOWN_IMPORT_NOISE.search(line):
+          print(line, file=sys.stderr)
+  from absl import logging as absl_logging  # pylint: disable=g-import-not-at-top
+  absl_logging.set_verbosity(absl_logging.WARNING)
+  tf.get_logger().setLevel(logging.ERROR)
+  return tf, tff
