@@ -1,0 +1,181 @@
+"""The training program both jobs run: rounds, sampling, checkpoints, releases.
+
+Runs on the Python side (the "orchestrator"); each `process.next` call is one
+federated round executed by TFF's runtime. What the program adds around it:
+
+*   Client sampling that is a pure function of `(seed, round)`, so a resumed run
+    picks the same clients as an uninterrupted one.
+*   Checkpoints of the whole learning-process state through
+    `tff.program.FileProgramStateManager`, every `rounds_per_checkpoint` rounds
+    and after the last round. Rerunning the same command resumes from the
+    newest readable checkpoint and says so; a checkpoint torn by a crash is
+    skipped, never trusted.
+*   Metrics of every round, released to `metrics.csv` (rows past the resumed
+    round are replaced) and to TensorBoard under `output_dir/tensorboard`, and
+    one progress line per round.
+"""
+
+import asyncio
+import dataclasses
+import os
+import time
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any, Optional
+
+import numpy as np
+import tensorflow_federated as tff
+
+MetricsFn = Callable[[Any, int], Mapping[str, float]]
+ClientDataFn = Callable[[Sequence[str], int], list]
+
+
+def sample_clients(client_ids: Sequence[str], *, clients_per_round: Optional[int],
+                   seed: int, round_num: int) -> list[str]:
+  """Clients of one round: all of them, or a seeded sample without replacement."""
+  ids = sorted(client_ids)
+  if clients_per_round is None or clients_per_round >= len(ids):
+    return ids
+  if clients_per_round <= 0:
+    raise ValueError(f'clients_per_round must be positive, got {clients_per_round}')
+  rng = np.random.default_rng([seed, round_num])
+  chosen = rng.choice(len(ids), size=clients_per_round, replace=False)
+  return [ids[i] for i in sorted(chosen)]
+
+
+def flatten_metrics(metrics: Any, prefix: str = '') -> dict[str, float]:
+  """Nested TFF metrics -> {'client_work/train/loss': 0.5, ...} (scalars only)."""
+  flat = {}
+  if isinstance(metrics, Mapping):
+    for key, value in metrics.items():
+      flat.update(flatten_metrics(value, f'{prefix}{key}/'))
+  else:
+    array = np.asarray(metrics)
+    if array.shape == () and array.dtype.kind in 'biuf':
+      flat[prefix.rstrip('/')] = float(array)
+  return flat
+
+
+@dataclasses.dataclass
+class TrainingResult:
+  state: Any
+  rounds_run: int          # rounds executed by this call (0 if already done)
+  resumed_from: int        # round of the checkpoint we started from (0: fresh)
+  history: list[dict[str, float]]
+
+
+class Checkpoints:
+  """`FileProgramStateManager` plus a fallback past torn checkpoints."""
+
+  def __init__(self, root_dir: str, *, keep_total: int = 3):
+    self._manager = tff.program.FileProgramStateManager(
+        root_dir=root_dir, prefix='round_', keep_total=keep_total,
+        keep_first=False)
+
+  def load_latest(self, structure) -> tuple[Any, int]:
+    versions = asyncio.run(self._manager.get_versions()) or []
+    for version in sorted(versions, reverse=True):
+      try:
+        return asyncio.run(self._manager.load(version, structure)), version
+      except Exception as e:  # pylint: disable=broad-except
+        # A crash while writing leaves a partial SavedModel; an older complete
+        # one is the right place to restart from.
+        print(f'checkpoint of round {version} is unreadable ({type(e).__name__}); '
+              'trying an older one', flush=True)
+    return None, 0
+
+  def save(self, state, round_num: int):
+    asyncio.run(self._manager.save(state, round_num))
+
+
+def run_training(
+    *,
+    process: tff.learning.templates.LearningProcess,
+    client_ids: Sequence[str],
+    client_data_fn: ClientDataFn,
+    total_rounds: int,
+    output_dir: str,
+    clients_per_round: Optional[int] = None,
+    seed: int = 0,
+    rounds_per_checkpoint: int = 1,
+    evaluate_fn: Optional[MetricsFn] = None,
+    progress_keys: Sequence[str] = ('loss',),
+    log: Callable[[str], None] = print,
+) -> TrainingResult:
+  """Trains `process` for `total_rounds` rounds, resuming if checkpoints exist.
+
+  Args:
+    process: Any `tff.learning.templates.LearningProcess` (FedAvg, FedSGD,
+      FedProx, Federated Reconstruction, ...).
+    client_ids: All training clients.
+    client_data_fn: `(sampled_ids, round_num) -> list of tf.data.Dataset`, in
+      the order of `sampled_ids`. Receives the round so per-round local
+      shuffling can be seeded and replayed after a resume.
+    total_rounds: Rounds to reach in total, counting rounds of earlier runs.
+    output_dir: Holds `checkpoints/`, `metrics.csv` and `tensorboard/`.
+    clients_per_round: Clients sampled each round; None means all.
+    seed: Seeds client sampling.
+    rounds_per_checkpoint: Checkpoint period; the last round always saves.
+    evaluate_fn: `(state, round_num) -> {name: value}` computed after each round
+      (e.g. validation AUC); merged into that round's metrics.
+    progress_keys: Metric names (matched on the last path component) shown on
+      the progress line, besides the round and its seconds.
+    log: Where progress lines go.
+
+  Returns:
+    A `TrainingResult` with the final state and this call's metric history.
+  """
+  if total_rounds < 0:
+    raise ValueError(f'total_rounds must be >= 0, got {total_rounds}')
+  if rounds_per_checkpoint <= 0:
+    raise ValueError('rounds_per_checkpoint must be positive')
+  os.makedirs(output_dir, exist_ok=True)
+  checkpoints = Checkpoints(os.path.join(output_dir, 'checkpoints'))
+  csv_release = tff.program.CSVFileReleaseManager(
+      file_path=os.path.join(output_dir, 'metrics.csv'), key_fieldname='round')
+  tensorboard_release = tff.program.TensorBoardReleaseManager(
+      summary_dir=os.path.join(output_dir, 'tensorboard'))
+
+  initial_state = process.initialize()
+  state, start_round = checkpoints.load_latest(initial_state)
+  if state is None:
+    state, start_round = initial_state, 0
+  else:
+    log(f'resuming from the checkpoint of round {start_round} in {output_dir}')
+  if start_round >= total_rounds:
+    log(f'already trained for {start_round} rounds (asked for {total_rounds}); '
+        'nothing to do')
+
+  history = []
+  for round_num in range(start_round + 1, total_rounds + 1):
+    started = time.perf_counter()
+    sampled = sample_clients(client_ids, clients_per_round=clients_per_round,
+                             seed=seed, round_num=round_num)
+    output = process.next(state, client_data_fn(sampled, round_num))
+    state = output.state
+    metrics = flatten_metrics(output.metrics)
+    if evaluate_fn is not None:
+      metrics.update(evaluate_fn(state, round_num))
+    metrics['clients'] = float(len(sampled))
+    metrics['seconds'] = time.perf_counter() - started
+    history.append(metrics)
+    asyncio.run(csv_release.release(metrics, key=round_num))
+    asyncio.run(tensorboard_release.release(metrics, key=round_num))
+    if round_num % rounds_per_checkpoint == 0 or round_num == total_rounds:
+      checkpoints.save(state, round_num)
+    log(_progress_line(round_num, total_rounds, metrics, progress_keys))
+  return TrainingResult(state=state, rounds_run=len(history),
+                        resumed_from=start_round, history=history)
+
+
+def _progress_line(round_num: int, total_rounds: int,
+                   metrics: Mapping[str, float], keys: Sequence[str]) -> str:
+  parts = [f'round {round_num:>{len(str(total_rounds))}}/{total_rounds}']
+  for key in keys:
+    matches = [k for k in metrics if k == key or k.endswith('/' + key)]
+    if matches:
+      # The shortest path is the most direct one (e.g. 'val/auc' over a nested
+      # per-client copy).
+      name = min(matches, key=len)
+      parts.append(f'{key} {metrics[name]:.4f}')
+  parts.append(f'{metrics["seconds"]:.2f}s')
+  return '  '.join(parts)
