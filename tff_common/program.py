@@ -18,6 +18,7 @@ federated round executed by TFF's runtime. What the program adds around it:
 import asyncio
 import dataclasses
 import os
+import shutil
 import time
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any, Optional
@@ -67,6 +68,7 @@ class Checkpoints:
   """`FileProgramStateManager` plus a fallback past torn checkpoints."""
 
   def __init__(self, root_dir: str, *, keep_total: int = 3):
+    self._root_dir = root_dir
     self._manager = tff.program.FileProgramStateManager(
         root_dir=root_dir, prefix='round_', keep_total=keep_total,
         keep_first=False)
@@ -79,8 +81,14 @@ class Checkpoints:
       except Exception as e:  # pylint: disable=broad-except
         # A crash while writing leaves a partial SavedModel; an older complete
         # one is the right place to restart from.
+        # It is moved aside (kept for inspection) so the round can be saved again.
+        aside = os.path.join(os.path.dirname(self._root_dir.rstrip('/')),
+                             'checkpoints_unreadable', f'round_{version}')
+        os.makedirs(os.path.dirname(aside), exist_ok=True)
+        shutil.rmtree(aside, ignore_errors=True)
+        os.replace(os.path.join(self._root_dir, f'round_{version}'), aside)
         print(f'checkpoint of round {version} is unreadable ({type(e).__name__}); '
-              'trying an older one', flush=True)
+              f'moved to {aside}, trying an older one', flush=True)
     return None, 0
 
   def save(self, state, round_num: int):
