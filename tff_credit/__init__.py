@@ -1,0 +1,1 @@
+"""Federated credit scoring across banks (cross-silo): data, model, binaries."""

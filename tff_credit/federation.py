@@ -1,0 +1,108 @@
+"""A credit federation: the table dealt to banks, encoded with a federated schema.
+
+Runs in the simulation's orchestrator. `build_federation` reads the data,
+partitions it into banks, runs the federated statistics (a TFF computation:
+see `preprocess.py`) and encodes each bank's rows. The result serves the
+training program (a `tff.simulation.datasets.ClientData` keyed by bank name),
+the baselines, and the NumPy engine's cross-check.
+"""
+
+import dataclasses
+from typing import Optional
+
+import numpy as np
+
+from tff_credit import banks as banks_lib
+from tff_credit import data as data_lib
+from tff_credit import preprocess
+
+
+@dataclasses.dataclass
+class DataConfig:
+  """Everything that determines the banks' data; saved with a trained model."""
+  data: str = data_lib.BUNDLED
+  label_column: Optional[str] = None
+  positive_label: Optional[str] = None
+  categorical_columns: Optional[list[str]] = None
+  drop_columns: list[str] = dataclasses.field(default_factory=list)
+  bad_rows: str = 'error'
+  banks: int = 5
+  partition: str = 'size_skew'
+  alpha: float = 0.5
+  skew_column: str = 'Home'
+  test_fraction: float = 0.25
+  seed: int = 0
+
+
+@dataclasses.dataclass
+class Federation:
+  config: DataConfig
+  table: data_lib.Table
+  banks: list[banks_lib.Bank]
+  schema: preprocess.Schema
+  train: dict[str, tuple[np.ndarray, np.ndarray]]   # bank -> (X float32, y float32)
+  test: dict[str, tuple[np.ndarray, np.ndarray]]
+
+  @property
+  def bank_names(self) -> list[str]:
+    return [b.name for b in self.banks]
+
+  @property
+  def num_features(self) -> int:
+    return len(self.schema.feature_names)
+
+  def pooled(self, split: str) -> tuple[np.ndarray, np.ndarray]:
+    """The union of the banks' rows of one split (baselines and reports only)."""
+    parts = self.train if split == 'train' else self.test
+    xs, ys = zip(*(parts[name] for name in self.bank_names))
+    return np.concatenate(xs), np.concatenate(ys)
+
+  def client_data(self):
+    """The banks' training rows as a ClientData whose client ids are bank names."""
+    import tensorflow as tf  # pylint: disable=g-import-not-at-top
+    import tensorflow_federated as tff  # pylint: disable=g-import-not-at-top
+    names = self.bank_names
+    x_all, y_all = (np.concatenate(a) for a in zip(*(self.train[n] for n in names)))
+    sizes = [len(self.train[n][1]) for n in names]
+    ends = np.cumsum(sizes)
+    starts = ends - np.asarray(sizes)
+
+    def dataset_fn(client_id):
+      # One serializable function for all banks: the bank's slice of the
+      # concatenated arrays, found through a lookup table on its name.
+      lookup = tf.lookup.StaticHashTable(
+          tf.lookup.KeyValueTensorInitializer(tf.constant(names), tf.range(len(names), dtype=tf.int64)),
+          default_value=-1)
+      index = lookup.lookup(tf.convert_to_tensor(client_id, tf.string))
+      start = tf.gather(tf.constant(starts, tf.int64), index)
+      end = tf.gather(tf.constant(ends, tf.int64), index)
+      return tf.data.Dataset.from_tensor_slices(
+          (tf.constant(x_all)[start:end], tf.constant(y_all)[start:end, tf.newaxis]))
+
+    return tff.simulation.datasets.ClientData.from_clients_and_tf_fn(names, dataset_fn)
+
+
+def build_federation(config: DataConfig, *, table: Optional[data_lib.Table] = None) -> Federation:
+  """Reads, partitions and encodes the data described by `config`."""
+  from tff_common import runtime  # pylint: disable=g-import-not-at-top
+  if table is None:
+    table = data_lib.load_table(
+        data=config.data, label_column=config.label_column,
+        positive_label=config.positive_label,
+        categorical_columns=config.categorical_columns,
+        drop_columns=config.drop_columns, bad_rows=config.bad_rows)
+  banks = banks_lib.make_banks(
+      table, num_banks=config.banks, partition_name=config.partition, seed=config.seed,
+      test_fraction=config.test_fraction, alpha=config.alpha, skew_column=config.skew_column)
+  # The statistics are a federated computation; make sure it runs on our
+  # owned worker, not on one TFF would start and leave behind.
+  runtime.install_execution_context()
+  schema = preprocess.federated_schema(table, [b.train_rows for b in banks])
+
+  def arrays(rows):
+    return (preprocess.encode(table, rows, schema), table.labels[rows].astype(np.float32))
+
+  return Federation(
+      config=config, table=table, banks=banks, schema=schema,
+      train={b.name: arrays(b.train_rows) for b in banks},
+      test={b.name: arrays(b.test_rows) for b in banks})
