@@ -11,14 +11,24 @@ import tensorflow_federated as tff
 NAMES = ('mean',)
 
 
-def build_aggregator(name: str, *, weighted: bool) -> tff.aggregators.AggregationFactory:
+def build_aggregator(name: str, *, weighted: bool,
+                     ignore_weights: bool = False) -> tff.aggregators.AggregationFactory:
   """Returns the aggregation factory called `name`.
 
   Args:
     name: One of `NAMES`.
-    weighted: Whether the algorithm weights client updates (e.g. by example
-      count); uniform 1/K means otherwise.
+    weighted: Whether updates are weighted by the algorithm's client weights
+      (e.g. example counts); if False, an unweighted factory (uniform 1/K).
+    ignore_weights: For algorithms that only accept a weighted factory (TFF's
+      FedSGD): a weighted-API factory that ignores the weights, i.e. the
+      uniform 1/K mean of the textbook formula. Requires `weighted=False`.
   """
+  if ignore_weights and weighted:
+    raise ValueError('ignore_weights asks for a uniform mean; pass weighted=False')
   if name == 'mean':
-    return tff.aggregators.MeanFactory() if weighted else tff.aggregators.UnweightedMeanFactory()
-  raise ValueError(f'unknown aggregator {name!r}; expected one of {", ".join(NAMES)}')
+    factory = tff.aggregators.MeanFactory() if weighted else tff.aggregators.UnweightedMeanFactory()
+  else:
+    raise ValueError(f'unknown aggregator {name!r}; expected one of {", ".join(NAMES)}')
+  if ignore_weights:
+    factory = tff.aggregators.as_weighted_aggregator(factory)
+  return factory
