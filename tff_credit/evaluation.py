@@ -1,0 +1,203 @@
+"""Side-by-side evaluation: federated vs each bank alone vs pooled training.
+
+What `python -m tff_credit.evaluate` runs, in the orchestrator, after
+training. It rebuilds the same banks from the run's config.json, then trains
+the two baselines of the same model family in plain Keras with a comparable
+budget (the federated run's `rounds * local_epochs` epochs at the client
+learning rate and batch size; for FedSGD, `rounds` full-batch steps at the
+server learning rate):
+
+*   local_only: every bank trains on its own rows only (what a bank gets
+    without the federation);
+*   centralized: one model on the pooled training rows of all banks (the upper
+    bound the federation cannot exceed without sharing data).
+
+Each model is scored on every bank's test rows and on the pooled test set
+(the union of the banks' test sets; for local_only, each bank's rows scored by
+its own model) with AUC, KS, Gini, Brier, log loss, accuracy at the KS-optimal
+threshold and the PSI of the score between that bank's train and test rows.
+"""
+
+import dataclasses
+import os
+from collections.abc import Callable
+
+import numpy as np
+import tensorflow as tf
+
+from tff_common import files
+from tff_credit import federation as federation_lib
+from tff_credit import metrics as metrics_lib
+from tff_credit import model as model_lib
+from tff_credit import training
+
+MODELS = ('federated', 'local_only', 'centralized')
+REPORT_KEYS = ('auc', 'ks', 'gini', 'brier', 'log_loss', 'accuracy', 'psi')
+
+
+@dataclasses.dataclass
+class Scores:
+  """P(bad) per bank for train and test rows, under one model per bank."""
+  train: dict[str, np.ndarray]
+  test: dict[str, np.ndarray]
+
+
+def fit_keras(*, x: np.ndarray, y: np.ndarray, model: str, epochs: int, batch_size: int,
+              learning_rate: float, seed: int) -> list[np.ndarray]:
+  """Trains one model of the family on one set of rows; returns its weights."""
+  tf.keras.utils.set_random_seed(seed)
+  keras_model = model_lib.build_keras_model(model=model, num_features=x.shape[1], seed=seed)
+  keras_model.compile(optimizer=tf.keras.optimizers.SGD(learning_rate),
+                      loss=tf.keras.losses.BinaryCrossentropy())
+  keras_model.fit(x, y[:, None], epochs=epochs, batch_size=batch_size, shuffle=True, verbose=0)
+  return keras_model.get_weights()
+
+
+def _scores_of(fed: federation_lib.Federation, model: str, weights_by_bank: dict) -> Scores:
+  def score(split):
+    return {name: model_lib.predict(model=model, weights=weights_by_bank[name], features=split[name][0])
+            for name in fed.bank_names}
+  return Scores(train=score(fed.train), test=score(fed.test))
+
+
+def baseline_budget(algorithm: str, train_config: training.TrainConfig, client_lr: float,
+                    server_lr: float, rows: int) -> dict:
+  if algorithm == 'fedsgd':
+    return {'epochs': train_config.rounds, 'batch_size': rows, 'learning_rate': server_lr}
+  return {'epochs': train_config.rounds * train_config.local_epochs,
+          'batch_size': train_config.batch_size, 'learning_rate': client_lr}
+
+
+def evaluate(*, output_dir: str, log: Callable[[str], None] = print) -> dict:
+  """Scores the trained model and the baselines; writes report.md, roc.png, summary.json."""
+  data_config, algorithm, train_config = training.load_config(output_dir)
+  weights = training.load_weights(os.path.join(output_dir, training.WEIGHTS_FILE))
+  fed = federation_lib.build_federation(data_config)
+  model = train_config.model
+
+  scores = {'federated': _scores_of(fed, model, {name: weights for name in fed.bank_names})}
+  local_weights = {}
+  for i, name in enumerate(fed.bank_names):
+    x, y = fed.train[name]
+    budget = baseline_budget(algorithm.algorithm, train_config, algorithm.client_lr,
+                             algorithm.server_lr, len(y))
+    local_weights[name] = fit_keras(x=x, y=y, model=model, seed=train_config.seed + i, **budget)
+  scores['local_only'] = _scores_of(fed, model, local_weights)
+  x, y = fed.pooled('train')
+  budget = baseline_budget(algorithm.algorithm, train_config, algorithm.client_lr,
+                           algorithm.server_lr, len(y))
+  pooled_weights = fit_keras(x=x, y=y, model=model, seed=train_config.seed, **budget)
+  scores['centralized'] = _scores_of(fed, model, {name: pooled_weights for name in fed.bank_names})
+
+  summary = {name: _summarize(fed, s) for name, s in scores.items()}
+  summary['setup'] = {
+      'data': fed.table.source, 'rows': fed.table.num_rows, 'features': fed.num_features,
+      'partition': data_config.partition, 'model': model, 'algorithm': algorithm.algorithm,
+      'rounds': train_config.rounds, 'local_epochs': train_config.local_epochs,
+      'baseline_budget': budget,
+      'banks': {b.name: {'train_rows': len(b.train_rows), 'test_rows': len(b.test_rows),
+                         'train_bad_rate': float(fed.train[b.name][1].mean()),
+                         'description': b.description} for b in fed.banks},
+  }
+  report = render_report(summary, fed.bank_names)
+  files.write_json(os.path.join(output_dir, 'summary.json'), summary)
+  files.write_text(os.path.join(output_dir, 'report.md'), report)
+  _plot_roc(fed, scores, os.path.join(output_dir, 'roc.png'))
+  log(report)
+  log(f'wrote {output_dir}/report.md, roc.png, summary.json')
+  return summary
+
+
+def _summarize(fed: federation_lib.Federation, scores: Scores) -> dict:
+  banks = {}
+  for name in fed.bank_names:
+    banks[name] = metrics_lib.score_metrics(fed.test[name][1], scores.test[name],
+                                            train_scores=scores.train[name])
+  labels = np.concatenate([fed.test[n][1] for n in fed.bank_names])
+  pooled_scores = np.concatenate([scores.test[n] for n in fed.bank_names])
+  pooled_train = np.concatenate([scores.train[n] for n in fed.bank_names])
+  return {'pooled': metrics_lib.score_metrics(labels, pooled_scores, train_scores=pooled_train),
+          'banks': banks}
+
+
+def _cell(value) -> str:
+  return 'n/a' if value is None else f'{value:.4f}'
+
+
+def render_report(summary: dict, bank_names: list[str]) -> str:
+  setup = summary['setup']
+  lines = [
+      '# Federated credit scoring: federated vs local-only vs centralized', '',
+      f"Data: {setup['data']} ({setup['rows']} rows, {setup['features']} features), "
+      f"{len(bank_names)} banks, partition `{setup['partition']}`, model `{setup['model']}`, "
+      f"algorithm `{setup['algorithm']}`, {setup['rounds']} rounds x {setup['local_epochs']} local epoch(s). "
+      f"Baselines: {setup['baseline_budget']['epochs']} epochs, batch {setup['baseline_budget']['batch_size']}, "
+      f"lr {setup['baseline_budget']['learning_rate']}.", '',
+      '## Pooled test set (union of the banks\' test rows)', '',
+      '| model | ' + ' | '.join(REPORT_KEYS) + ' |',
+      '|---|' + '---|' * len(REPORT_KEYS)]
+  for model in MODELS:
+    row = summary[model]['pooled']
+    lines.append(f'| {model} | ' + ' | '.join(_cell(row[k]) for k in REPORT_KEYS) + ' |')
+  lines += ['', '## AUC per bank (each bank\'s own test rows)', '',
+            '| bank | train rows | test rows | local_only | federated | gain | centralized |',
+            '|---|---|---|---|---|---|---|']
+  notes = []
+  for name in bank_names:
+    info = setup['banks'][name]
+    fed_auc = summary['federated']['banks'][name]['auc']
+    local_auc = summary['local_only']['banks'][name]['auc']
+    gain = None if fed_auc is None or local_auc is None else fed_auc - local_auc
+    gain_text = 'n/a' if gain is None else f'{gain:+.4f}'
+    lines.append(f"| {name} | {info['train_rows']} | {info['test_rows']} | {_cell(local_auc)} | "
+                 f"{_cell(fed_auc)} | {gain_text} | {_cell(summary['centralized']['banks'][name]['auc'])} |")
+    for note in summary['federated']['banks'][name]['notes']:
+      notes.append(f'{name}: {note}')
+  for model in MODELS:
+    lines += ['', f'## {model}: every metric per bank', '',
+              '| bank | ' + ' | '.join(REPORT_KEYS) + ' |', '|---|' + '---|' * len(REPORT_KEYS)]
+    for name in bank_names:
+      row = summary[model]['banks'][name]
+      lines.append(f'| {name} | ' + ' | '.join(_cell(row[k]) for k in REPORT_KEYS) + ' |')
+  descriptions = [f"{n}: {setup['banks'][n]['description']}" for n in bank_names
+                  if setup['banks'][n]['description']]
+  if descriptions:
+    lines += ['', 'Banks: ' + '; '.join(descriptions) + '.']
+  if notes:
+    lines += ['', 'n/a: ' + '; '.join(notes) + '.']
+  lines += ['', 'KS and accuracy use the KS-optimal threshold of each model on each sample; PSI compares the '
+            "score distribution of a bank's train rows (deciles) with its test rows (< 0.1 stable, > 0.25 shifted)."]
+  return '\n'.join(lines) + '\n'
+
+
+def _plot_roc(fed: federation_lib.Federation, scores: dict, path: str):
+  import matplotlib  # pylint: disable=g-import-not-at-top
+  matplotlib.use('Agg')
+  import matplotlib.pyplot as plt  # pylint: disable=g-import-not-at-top
+  panels = ['pooled'] + fed.bank_names
+  cols = 3
+  rows = (len(panels) + cols - 1) // cols
+  figure, axes = plt.subplots(rows, cols, figsize=(4 * cols, 3.8 * rows), squeeze=False)
+  for ax, panel in zip(axes.flat, panels):
+    if panel == 'pooled':
+      labels = np.concatenate([fed.test[n][1] for n in fed.bank_names])
+    else:
+      labels = fed.test[panel][1]
+    for model in MODELS:
+      s = (np.concatenate([scores[model].test[n] for n in fed.bank_names]) if panel == 'pooled'
+           else scores[model].test[panel])
+      auc = metrics_lib.auc(labels, s)
+      if auc is None:
+        continue
+      fpr, tpr, _ = metrics_lib.roc_curve(labels, s)
+      ax.plot(fpr, tpr, label=f'{model} AUC {auc:.3f}')
+    ax.plot([0, 1], [0, 1], color='grey', linewidth=0.5, linestyle='--')
+    ax.set_title(f'{panel} (n={len(labels)})')
+    ax.set_xlabel('false positive rate')
+    ax.set_ylabel('true positive rate')
+    ax.legend(fontsize=7, loc='lower right')
+  for ax in list(axes.flat)[len(panels):]:
+    ax.axis('off')
+  figure.tight_layout()
+  files.save_figure(figure, path, dpi=110)
+  plt.close(figure)

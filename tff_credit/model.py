@@ -1,0 +1,59 @@
+"""Scorecard models: logistic regression (default) and a small MLP, in Keras.
+
+The same Keras model serves three places: wrapped by
+`tff.learning.models.from_keras_model` it is trained on the banks (clients) by
+TFF; compiled as is it is the local-only and pooled baselines; and its weights
+score applicants in the evaluation.
+"""
+
+import numpy as np
+import tensorflow as tf
+import tensorflow_federated as tff
+
+MODELS = ('logreg', 'mlp')
+MLP_HIDDEN_UNITS = 16
+
+
+def build_keras_model(*, model: str, num_features: int, seed: int = 0) -> tf.keras.Model:
+  """An uncompiled model mapping features to P(bad); weights seeded."""
+  initializer = tf.keras.initializers.GlorotUniform(seed=seed)
+  inputs = tf.keras.Input(shape=(num_features,), dtype=tf.float32)
+  if model == 'logreg':
+    # Zeros start logistic regression at p = 0.5 everywhere: the convex
+    # problem needs no random start, and every run begins at the same point.
+    outputs = tf.keras.layers.Dense(1, activation='sigmoid', kernel_initializer='zeros',
+                                    name='score')(inputs)
+  elif model == 'mlp':
+    hidden = tf.keras.layers.Dense(MLP_HIDDEN_UNITS, activation='relu',
+                                   kernel_initializer=initializer, name='hidden')(inputs)
+    outputs = tf.keras.layers.Dense(1, activation='sigmoid',
+                                    kernel_initializer=tf.keras.initializers.GlorotUniform(seed=seed + 1),
+                                    name='score')(hidden)
+  else:
+    raise ValueError(f'--model must be one of {", ".join(MODELS)}, got {model!r}')
+  return tf.keras.Model(inputs, outputs, name=model)
+
+
+def input_spec(num_features: int):
+  return (tf.TensorSpec([None, num_features], tf.float32), tf.TensorSpec([None, 1], tf.float32))
+
+
+def model_fn_for(*, model: str, num_features: int, seed: int = 0):
+  """A no-argument `model_fn` for TFF's algorithm builders."""
+
+  def model_fn():
+    return tff.learning.models.from_keras_model(
+        build_keras_model(model=model, num_features=num_features, seed=seed),
+        loss=tf.keras.losses.BinaryCrossentropy(),
+        input_spec=input_spec(num_features),
+        metrics=[tf.keras.metrics.AUC(name='auc', num_thresholds=1000),
+                 tf.keras.metrics.BinaryCrossentropy(name='log_loss')])
+
+  return model_fn
+
+
+def predict(*, model: str, weights: list[np.ndarray], features: np.ndarray) -> np.ndarray:
+  """P(bad) for each row, from trainable weights in Keras order."""
+  keras_model = build_keras_model(model=model, num_features=features.shape[1])
+  keras_model.set_weights(weights)
+  return keras_model(features, training=False).numpy().ravel()
