@@ -164,7 +164,7 @@ def render_report(summary: dict, bank_names: list[str]) -> str:
   if descriptions:
     lines += ['', 'Banks: ' + '; '.join(descriptions) + '.']
   if notes:
-    lines += ['', 'n/a: ' + '; '.join(notes) + '.']
+    lines += ['', 'Notes: ' + '; '.join(notes) + '.']
   lines += ['', 'KS and accuracy use the KS-optimal threshold of each model on each sample; PSI compares the '
             "score distribution of a bank's train rows (deciles) with its test rows (< 0.1 stable, > 0.25 shifted)."]
   return '\n'.join(lines) + '\n'

@@ -1,0 +1,105 @@
+"""The TFF worker never outlives the process that started it, nor holds its pipes."""
+
+import importlib.metadata
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+
+import pytest
+
+_SCRIPT = textwrap.dedent('''
+    import sys, time
+    import numpy as np
+    from tff_common import quiet
+    tf, tff = quiet.import_tensorflow()
+    from tff_common import runtime
+    worker = runtime.install_execution_context()
+
+    @tff.federated_computation(tff.FederatedType(np.float32, tff.CLIENTS))
+    def mean(x):
+      return tff.federated_mean(x)
+
+    result = mean([1.0, 2.0, 6.0])
+    print(f'worker_pid={worker.pid} mean={result}', flush=True)
+    mode = sys.argv[1]
+    if mode == 'raise':
+      raise RuntimeError('deliberate failure')
+    if mode == 'wait':
+      time.sleep(120)
+''')
+
+
+def _pid_alive(pid: int) -> bool:
+  try:
+    with open(f'/proc/{pid}/stat') as f:
+      state = f.read().split(')')[-1].split()[0]
+  except FileNotFoundError:
+    return False
+  return state != 'Z'
+
+
+def _run(mode: str):
+  """Starts the script with stdout on a pipe; returns (process, worker pid)."""
+  process = subprocess.Popen([sys.executable, '-c', _SCRIPT, mode], stdout=subprocess.PIPE,
+                             stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+  first = b''
+  deadline = time.monotonic() + 120
+  while b'worker_pid=' not in first and time.monotonic() < deadline:
+    line = process.stdout.readline()
+    if not line:
+      break
+    first += line
+  text = first.decode()
+  assert 'worker_pid=' in text, text
+  assert 'mean=3.0' in text, text
+  pid = int(text.split('worker_pid=')[1].split()[0])
+  return process, pid
+
+
+def _read_to_eof_quickly(process) -> bytes:
+  """Reading the pipe to EOF must end within seconds of the process ending."""
+  started = time.monotonic()
+  rest = process.stdout.read()  # blocks while anyone (a worker) holds the pipe
+  assert time.monotonic() - started < 30
+  process.wait(timeout=10)
+  return rest
+
+
+@pytest.mark.parametrize('mode,expect_code', [('exit', 0), ('raise', 1)])
+def test_worker_gone_after_exit_or_exception(mode, expect_code):
+  process, worker_pid = _run(mode)
+  rest = _read_to_eof_quickly(process)
+  assert process.returncode == expect_code
+  if mode == 'raise':
+    assert b'deliberate failure' in rest
+  assert not _pid_alive(worker_pid)
+
+
+@pytest.mark.parametrize('signum', [signal.SIGTERM, signal.SIGINT, signal.SIGKILL])
+def test_worker_gone_after_signal(signum):
+  process, worker_pid = _run('wait')
+  assert _pid_alive(worker_pid)
+  process.send_signal(signum)
+  _read_to_eof_quickly(process)
+  assert process.returncode != 0
+  deadline = time.monotonic() + 10
+  while _pid_alive(worker_pid) and time.monotonic() < deadline:
+    time.sleep(0.1)  # after SIGKILL the kernel's parent-death signal does it
+  assert not _pid_alive(worker_pid)
+
+
+def test_installed_versions_are_the_locked_ones():
+  root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+  locked = {}
+  with open(os.path.join(root, 'requirements-lock.txt')) as f:
+    for line in f:
+      line = line.split('#')[0].strip()
+      if '==' in line:
+        name, version = line.split('==')
+        locked[name.lower().replace('_', '-')] = version
+  for package in ('tensorflow', 'tensorflow-federated', 'jax', 'jaxlib', 'numpy', 'scipy'):
+    assert importlib.metadata.version(package) == locked[package], package
+  assert locked['tensorflow'] == '2.14.1' and locked['tensorflow-federated'] == '0.87.0'
