@@ -60,18 +60,18 @@ def build_process(*, algorithm: str, model: str, num_features: int, weighting: s
   """
   model_fn = model_fn_for(model=model, num_features=num_features)
   weighted = weighting == 'num_examples'
-  model_aggregator = aggregation.build_aggregator(aggregator, weighted=weighted)
   momentum = server_momentum or None
   if algorithm == 'fedsgd':
-    if not weighted:
-      # build_fed_sgd takes only weighted factories; this wrapper ignores the
-      # example counts, leaving the uniform 1/K mean.
-      model_aggregator = tff.aggregators.as_weighted_aggregator(model_aggregator)
+    # build_fed_sgd takes only weighted factories; for the uniform mean the
+    # shared factory ignores the example counts it is given.
+    model_aggregator = aggregation.build_aggregator(
+        aggregator, weighted=weighted, ignore_weights=not weighted)
     return tff.learning.algorithms.build_fed_sgd(
         model_fn,
         server_optimizer_fn=tff.learning.optimizers.build_sgdm(lr, momentum=momentum),
         model_aggregator=model_aggregator)
   if algorithm == 'fedavg':
+    model_aggregator = aggregation.build_aggregator(aggregator, weighted=weighted)
     common = dict(
         client_optimizer_fn=tff.learning.optimizers.build_sgdm(lr),
         server_optimizer_fn=tff.learning.optimizers.build_sgdm(server_lr, momentum=momentum),
@@ -129,3 +129,18 @@ class Runner:
   @property
   def weights(self) -> np.ndarray:
     return from_model_weights(self._process.get_model_weights(self._state))
+
+
+def runner_for(config, bank_arrays: Mapping[str, tuple[np.ndarray, np.ndarray]],
+               initial_weights: np.ndarray) -> Runner:
+  """The TFF twin of `numpy_fl.comparison.build_numpy(config, bank_arrays)`."""
+  num_features = np.asarray(next(iter(bank_arrays.values()))[0]).shape[1]
+  process = build_process(
+      algorithm=config.algorithm, model=config.model, num_features=num_features,
+      weighting=config.weighting, lr=config.lr, server_lr=config.server_lr,
+      server_momentum=config.server_momentum)
+  epochs = config.local_epochs if config.algorithm == 'fedavg' else 1
+  batch_size = config.batch_size if config.algorithm == 'fedavg' else None
+  return Runner(process=process,
+                datasets=client_datasets(bank_arrays, batch_size=batch_size, epochs=epochs),
+                initial_weights=initial_weights)
