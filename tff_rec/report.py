@@ -1,0 +1,192 @@
+"""The comparison of fedrecon, fedavg, centralized and popularity (Python, after training).
+
+Evaluates every model found in an output directory on the same split (the
+centralized baseline is trained here if it is missing), then writes
+`summary.json`, `report.md` and `curves.png` atomically.
+"""
+
+import csv
+import dataclasses
+import os
+import time
+
+import numpy as np
+
+from tff_common import files
+from tff_rec import algorithms as algorithms_lib
+from tff_rec import centralized
+from tff_rec import evaluation
+from tff_rec import model as model_lib
+from tff_rec import params as params_lib
+from tff_rec import training
+
+MODELS = ('fedrecon', 'fedavg', 'centralized', 'popularity')
+COLUMNS = ('rmse', 'mae', 'hr@10', 'ndcg@10', 'recall@20')
+
+
+def evaluate_all(output_dir: str, *, log=print) -> dict:
+  """Metrics of every model, for training users and held-out users."""
+  data_config = training.load_data_config(output_dir)
+  split = training.prepare(data_config, log=log)
+  seed = data_config.seed
+  results = {}
+  for algorithm in training.ALGORITHMS:
+    path = training.model_path(output_dir, algorithm)
+    if algorithm == 'centralized' and not os.path.isfile(path):
+      config = (training.load_train_config(output_dir, 'fedrecon')
+                if os.path.isdir(os.path.join(output_dir, 'fedrecon'))
+                else training.TrainConfig())
+      log('centralized MF baseline not trained yet in this directory: training it now')
+      training.train(data_config=data_config, output_dir=output_dir, split=split, log=log,
+                     train_config=dataclasses.replace(config, algorithm='centralized'))
+    if not os.path.isfile(path):
+      log(f'{algorithm}: no model in {path}; run tff_rec.train --algorithm={algorithm}')
+      continue
+    started = time.perf_counter()
+    params, metadata = params_lib.load(path)
+    config = training.load_train_config(output_dir, algorithm)
+    results[algorithm] = _evaluate_mf(algorithm, params, split, config, seed=seed)
+    results[algorithm]['train_seconds'] = metadata.get('seconds')
+    results[algorithm]['rounds'] = metadata.get('rounds')
+    log(f'{algorithm}: evaluated in {time.perf_counter() - started:.0f} s')
+  scores = centralized.popularity(split)
+  results['popularity'] = {
+      'users': evaluation.popularity_metrics(scores, split.train, split.test, seed=seed),
+      'heldout': evaluation.popularity_metrics(scores, split.heldout_train,
+                                               split.heldout_test, seed=seed)}
+  baseline = split.global_mean()
+  errors = np.concatenate([split.test.ratings, split.heldout_test.ratings]) - baseline
+  results['global_mean_rmse'] = float(np.sqrt(np.mean(errors[:split.test.num_ratings] ** 2)))
+  results['split'] = {
+      'training_users': len(split.train), 'heldout_users': len(split.heldout_train),
+      'train_ratings': split.train.num_ratings, 'test_ratings': split.test.num_ratings,
+      'items': split.num_items, 'unknown_items_skipped': split.unknown_items}
+  return results
+
+
+def _evaluate_mf(algorithm, params, split, config, *, seed):
+  recon = config.recon()
+  if params.user_factors is not None:
+    p, b_u = params.user_factors, params.user_bias
+  else:
+    p, b_u = evaluation.reconstruct_part(params, split.train, recon)
+  users = evaluation.mf_metrics(params, p, b_u, split.train, split.test, seed=seed)
+  # New users are reconstructed on device under every model (fold-in).
+  hp, hb = evaluation.reconstruct_part(params, split.heldout_train, recon)
+  heldout = evaluation.mf_metrics(params, hp, hb, split.heldout_train, split.heldout_test,
+                                  seed=seed)
+  if algorithm == 'fedrecon':
+    # The federated evaluation is the reported figure; the NumPy one above
+    # must agree with it (same reconstruction), and is kept as a check.
+    eval_process = algorithms_lib.build_fed_recon_eval(
+        model_fn=model_lib.reconstruction_model_fn(
+            num_items=split.num_items, dim=config.dim, l2=config.l2,
+            global_mean=split.global_mean(), seed=config.seed),
+        recon_lr=recon.lr, recon_epochs=recon.epochs)
+    weights = [params.item_factors, params.item_bias.reshape(-1, 1), np.float32(params.offset)]
+    for result, train, test in ((users, split.train, split.test),
+                                (heldout, split.heldout_train, split.heldout_test)):
+      federated = evaluation.federated_rating_metrics(
+          eval_process=eval_process, weights=weights, train=train, test=test,
+          batch_size=recon.batch_size)
+      result['rmse_on_device_check'] = result['rmse']
+      result['rmse'], result['mae'] = federated['rmse'], federated['mae']
+  return {'users': users, 'heldout': heldout}
+
+
+def summary(results: dict) -> dict:
+  out = {}
+  for name in MODELS:
+    if name not in results:
+      continue
+    keys = ('hr@10', 'ndcg@10', 'recall@20') if name == 'popularity' else COLUMNS
+    out[name] = dict(evaluation.summary_row(results[name]['users'], keys))
+    out[name]['heldout'] = dict(evaluation.summary_row(results[name]['heldout'], keys))
+    for extra in ('train_seconds', 'rounds'):
+      if results[name].get(extra) is not None:
+        out[name][extra] = results[name][extra]
+  out['global_mean_rmse'] = results['global_mean_rmse']
+  out['split'] = results['split']
+  return evaluation.nan_to_none(out)
+
+
+def _fmt(value):
+  return '—' if value is None else f'{value:.4f}'
+
+
+def table(results: dict, group: str) -> str:
+  lines = ['| model | RMSE | MAE | HR@10 | NDCG@10 | Recall@20 |',
+           '|---|---|---|---|---|---|']
+  for name in MODELS:
+    if name in results:
+      row = evaluation.nan_to_none(results[name][group])
+      lines.append(f'| {name} | ' + ' | '.join(_fmt(row.get(c)) for c in COLUMNS) + ' |')
+  return '\n'.join(lines)
+
+
+def markdown(results: dict, output_dir: str) -> str:
+  s = results['split']
+  times = ', '.join(
+      f'{name} {results[name]["train_seconds"]:.0f} s'
+      + (f' ({results[name]["rounds"]} rounds)' if results[name].get('rounds') else '')
+      for name in training.ALGORITHMS
+      if name in results and results[name].get('train_seconds') is not None)
+  return f"""# Federated recommendation: {output_dir}
+
+{s['training_users']} training users ({s['train_ratings']:,} train / {s['test_ratings']:,} test
+ratings), {s['heldout_users']} held-out users, {s['items']:,} items. Ratings of items outside the
+training vocabulary skipped: {s['unknown_items_skipped']}.
+
+RMSE/MAE: clipped predictions of every test rating (global-mean predictor:
+{results['global_mean_rmse']:.4f}). FedRecon's come from `build_fed_recon_eval`: each user's
+factors are reconstructed on the device from their train ratings. HR@10 / NDCG@10: the latest
+test item rated >= 4 ranked among 99 unrated items (same seeded negatives for every model).
+Recall@20: test items rated >= 4 among the top 20 of the whole catalogue, train items excluded.
+
+## Training users
+
+{table(results, 'users')}
+
+## Held-out users (never trained on; factors reconstructed from their train ratings)
+
+{table(results, 'heldout')}
+
+Training time: {times or 'n/a'}.
+"""
+
+
+def curves(output_dir: str, path: str, *, centralized_rmse=None):
+  """Test RMSE and training loss per round of each federated run."""
+  import matplotlib  # pylint: disable=g-import-not-at-top
+  matplotlib.use('Agg')
+  import matplotlib.pyplot as plt  # pylint: disable=g-import-not-at-top
+  figure, (left, right) = plt.subplots(1, 2, figsize=(11, 4))
+  for algorithm in training.FEDERATED:
+    csv_path = os.path.join(output_dir, algorithm, 'metrics.csv')
+    if not os.path.isfile(csv_path):
+      continue
+    with open(csv_path) as f:
+      rows = list(csv.DictReader(f))
+    rounds = [int(r['round']) for r in rows]
+    left.plot(rounds, [float(r['test_rmse']) for r in rows], label=algorithm)
+    right.plot(rounds, [float(r['client_work/train/loss']) for r in rows], label=algorithm)
+  left.set(xlabel='round', ylabel='test RMSE', title='Test RMSE (training users)')
+  right.set(xlabel='round', ylabel='loss', title='Client training loss')
+  if centralized_rmse is not None:
+    left.axhline(centralized_rmse, color='gray', linestyle='--', label='centralized')
+  for axis in (left, right):
+    axis.grid(alpha=0.3)
+    axis.legend()
+  figure.tight_layout()
+  files.save_figure(figure, path, dpi=100)
+  plt.close(figure)
+
+
+def write(output_dir: str, *, log=print) -> dict:
+  """Evaluates, writes summary.json, report.md and curves.png; returns the results."""
+  results = evaluate_all(output_dir, log=log)
+  files.write_json(os.path.join(output_dir, 'summary.json'), summary(results))
+  files.write_text(os.path.join(output_dir, 'report.md'), markdown(results, output_dir))
+  curves(output_dir, os.path.join(output_dir, 'curves.png'),
+         centralized_rmse=results.get('centralized', {}).get('users', {}).get('rmse'))
+  return results

@@ -1,0 +1,79 @@
+"""On-device top-N: a user's factors rebuilt from their own ratings, then ranked.
+
+Runs where the user's ratings are (their device): it needs only the global
+item parameters the server released and the user's ratings, and sends
+nothing back.
+"""
+
+import dataclasses
+
+import numpy as np
+
+from tff_common import errors
+from tff_rec import evaluation
+from tff_rec import params as params_lib
+from tff_rec import ranking
+from tff_rec import split as split_lib
+from tff_rec import training
+
+
+@dataclasses.dataclass
+class Recommendation:
+  item_index: int
+  item_id: int
+  title: str
+  predicted_rating: float
+
+
+def top_n(params: params_lib.MFParams, items: np.ndarray, ratings: np.ndarray, *,
+          n: int, recon: evaluation.ReconConfig) -> tuple[np.ndarray, np.ndarray]:
+  """The n best-scored items the user has not rated, and their predicted ratings."""
+  p, b_u = params_lib.reconstruct(params, [(items, ratings)], lr=recon.lr,
+                                  epochs=recon.epochs, batch_size=recon.batch_size)
+  scores = params.scores(p[0], b_u)[0]
+  best = ranking.top_k(scores, n, exclude=np.asarray(items, np.int64))
+  return best, np.clip(scores[best], params_lib.MIN_RATING, params_lib.MAX_RATING)
+
+
+def user_ratings(split: split_lib.Split, user: int) -> tuple[np.ndarray, np.ndarray]:
+  """All of a user's ratings of vocabulary items (train and test: the device has both)."""
+  items, ratings = [], []
+  for part in (split.train, split.test, split.heldout_train, split.heldout_test):
+    try:
+      k = part.position(user)
+    except KeyError:
+      continue
+    items.append(part.items_of(k))
+    ratings.append(part.ratings_of(k))
+  if not items:
+    raise KeyError(user)
+  return np.concatenate(items), np.concatenate(ratings)
+
+
+def recommend(output_dir: str, *, user: int, n: int = 10, algorithm: str = 'fedrecon',
+              split: split_lib.Split = None, log=print) -> tuple[list[Recommendation], int]:
+  """Top-n for `user` with the model trained in `output_dir`; also returns their rating count."""
+  path = training.model_path(output_dir, algorithm)
+  try:
+    params, _ = params_lib.load(path)
+  except FileNotFoundError:
+    raise errors.InputError(f'{path}: not found; train with --algorithm={algorithm} '
+                            'first') from None
+  config = training.load_train_config(output_dir, algorithm)
+  if split is None:
+    split = training.prepare(training.load_data_config(output_dir), log=log)
+  try:
+    items, ratings = user_ratings(split, user)
+  except KeyError:
+    raise errors.InputError(f'--user={user}: this user has no ratings of known items in the '
+                            'data this model was trained on') from None
+  best, predicted = top_n(params, items, ratings, n=n, recon=config.recon())
+  return [Recommendation(int(i), int(split.item_ids[i]), split.title(int(i)), float(r))
+          for i, r in zip(best, predicted)], len(items)
+
+
+def format_table(recommendations: list[Recommendation]) -> str:
+  lines = [f'{"#":>3}  {"predicted":>9}  title']
+  for rank, rec in enumerate(recommendations, start=1):
+    lines.append(f'{rank:>3}  {rec.predicted_rating:>9.2f}  {rec.title} (id {rec.item_id})')
+  return '\n'.join(lines)

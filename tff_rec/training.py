@@ -1,0 +1,221 @@
+"""Training runs: data preparation, the federated trainers, the centralized baseline.
+
+Runs on the Python orchestrator. Federated algorithms are driven by the shared
+`tff_common.program.run_training` loop (sampling, checkpoints and resume,
+metrics.csv, TensorBoard); this module chooses the process and the clients'
+datasets and releases the final global parameters as `model.npz`.
+
+Layout of an output directory (one data split, several algorithms):
+
+    DIR/data.json             data and split flags, shared by every algorithm
+    DIR/<algorithm>/          fedrecon, fedavg or centralized
+        train_config.json     the hyperparameters of that run
+        checkpoints/ metrics.csv tensorboard/   (federated runs)
+        model.npz             the released parameters
+"""
+
+import dataclasses
+import json
+import os
+import time
+from typing import Optional
+
+from tff_common import errors
+from tff_common import files
+from tff_common import program
+from tff_rec import algorithms as algorithms_lib
+from tff_rec import centralized
+from tff_rec import clients
+from tff_rec import data as data_lib
+from tff_rec import evaluation
+from tff_rec import model as model_lib
+from tff_rec import params as params_lib
+from tff_rec import split as split_lib
+
+ALGORITHMS = ('fedrecon', 'fedavg', 'centralized')
+FEDERATED = ('fedrecon', 'fedavg')
+
+
+@dataclasses.dataclass(frozen=True)
+class DataConfig:
+  data: str = ''                 # empty: the bundled MovieLens
+  skip_bad_lines: bool = False
+  split: str = 'random'
+  test_fraction: float = 0.2
+  heldout_users_fraction: float = 0.1
+  seed: int = 0
+
+
+@dataclasses.dataclass(frozen=True)
+class TrainConfig:
+  """Hyperparameters; the defaults are the tuned ones (see bench/rec_tune.sh)."""
+  algorithm: str = 'fedrecon'
+  rounds: int = 150
+  clients_per_round: int = 50
+  client_lr: float = 0.1
+  server_lr: float = 1.0
+  recon_lr: float = 0.1
+  recon_epochs: int = 1
+  dim: int = 32
+  l2: float = 0.02
+  batch_size: int = 16
+  seed: int = 0
+  rounds_per_checkpoint: int = 10
+  aggregator: str = 'mean'
+  centralized_epochs: int = 25
+  centralized_lr: float = 0.002
+
+  def recon(self) -> evaluation.ReconConfig:
+    return evaluation.ReconConfig(lr=self.recon_lr, epochs=self.recon_epochs,
+                                  batch_size=self.batch_size)
+
+
+def prepare(config: DataConfig, log=print) -> split_lib.Split:
+  """Loads the ratings and splits them; reports what was skipped or dropped."""
+  ratings = data_lib.load(config.data, skip_bad_lines=config.skip_bad_lines)
+  log(f'data: {ratings.source}: {len(ratings):,} ratings, '
+      f'{len(set(ratings.user.tolist())):,} users, {len(set(ratings.item.tolist())):,} items')
+  if ratings.skipped_lines:
+    log(f'data: skipped {ratings.skipped_lines:,} malformed lines (--skip_bad_lines)')
+  split = split_lib.split_ratings(
+      ratings, method=config.split, test_fraction=config.test_fraction,
+      heldout_users_fraction=config.heldout_users_fraction, seed=config.seed)
+  log(f'split ({config.split}): {len(split.train)} training users '
+      f'({split.train.num_ratings:,} train / {split.test.num_ratings:,} test ratings), '
+      f'{len(split.heldout_train)} held-out users; vocabulary {split.num_items:,} items')
+  dropped = {k: v for k, v in split.unknown_items.items() if v}
+  if dropped:
+    log('ratings of items outside the training vocabulary, skipped: ' +
+        ', '.join(f'{k} {v:,}' for k, v in dropped.items()))
+  return split
+
+
+def data_config_path(output_dir: str) -> str:
+  return os.path.join(output_dir, 'data.json')
+
+
+def model_path(output_dir: str, algorithm: str) -> str:
+  return os.path.join(output_dir, algorithm, 'model.npz')
+
+
+def _check_or_write(path: str, config: dict, what: str):
+  """Refuses to mix runs of different settings in one directory."""
+  if os.path.exists(path):
+    with open(path) as f:
+      previous = json.load(f)
+    if previous != config:
+      changed = sorted(k for k in set(previous) | set(config) if previous.get(k) != config.get(k))
+      raise errors.InputError(
+          f'{path}: this output directory holds a run with other {what} '
+          f'({", ".join(f"{k}={previous.get(k)!r}" for k in changed)}; now '
+          f'{", ".join(f"{k}={config.get(k)!r}" for k in changed)}); use a new --output_dir')
+  else:
+    files.write_json(path, config)
+
+
+def load_data_config(output_dir: str) -> DataConfig:
+  path = data_config_path(output_dir)
+  if not os.path.isfile(path):
+    raise errors.InputError(f'{path}: not found; run `python -m tff_rec.train '
+                            f'--output_dir={output_dir}` first')
+  with open(path) as f:
+    return DataConfig(**json.load(f))
+
+
+def load_train_config(output_dir: str, algorithm: str) -> TrainConfig:
+  with open(os.path.join(output_dir, algorithm, 'train_config.json')) as f:
+    values = json.load(f)
+  values.pop('rounds', None)  # not part of the stored settings (see `train`)
+  return TrainConfig(**values)
+
+
+def build_process(split: split_lib.Split, config: TrainConfig):
+  """The learning process of `config.algorithm` and its variable layout."""
+  common = dict(num_items=split.num_items, dim=config.dim, l2=config.l2,
+                global_mean=split.global_mean(), seed=config.seed)
+  if config.algorithm == 'fedrecon':
+    process = algorithms_lib.build_fed_recon(
+        model_fn=model_lib.reconstruction_model_fn(**common),
+        client_lr=config.client_lr, server_lr=config.server_lr,
+        recon_lr=config.recon_lr, recon_epochs=config.recon_epochs,
+        aggregator=config.aggregator)
+    return process, list(model_lib.GLOBAL_NAMES)
+  if config.algorithm == 'fedavg':
+    process = algorithms_lib.build_fed_avg(
+        model_fn=model_lib.global_model_fn(num_users=len(split.train), **common),
+        client_lr=config.client_lr, server_lr=config.server_lr,
+        aggregator=config.aggregator)
+    keras_model = model_lib.build_keras_model(num_users=len(split.train),
+                                              with_user_input=True, **common)
+    return process, model_lib.variable_layers(keras_model)
+  raise ValueError(f'{config.algorithm!r} is not a federated algorithm')
+
+
+def user_factors(params: params_lib.MFParams, split: split_lib.Split,
+                 config: TrainConfig):
+  """Training users' factors: the model's table, or reconstructed on device."""
+  if params.user_factors is not None:
+    return params.user_factors, params.user_bias
+  return evaluation.reconstruct_part(params, split.train, config.recon())
+
+
+def train(*, data_config: DataConfig, train_config: TrainConfig, output_dir: str,
+          split: Optional[split_lib.Split] = None, log=print) -> params_lib.MFParams:
+  """Trains `train_config.algorithm` (resuming if it can) and writes model.npz."""
+  if train_config.algorithm not in ALGORITHMS:
+    raise errors.InputError(f'--algorithm={train_config.algorithm}: expected one of '
+                            f'{", ".join(ALGORITHMS)}')
+  if split is None:
+    split = prepare(data_config, log=log)  # bad input stops us before anything is written
+  os.makedirs(output_dir, exist_ok=True)
+  _check_or_write(data_config_path(output_dir), dataclasses.asdict(data_config), 'data flags')
+  run_dir = os.path.join(output_dir, train_config.algorithm)
+  os.makedirs(run_dir, exist_ok=True)
+  # The round count may grow between runs (train further); nothing else may change.
+  _check_or_write(os.path.join(run_dir, 'train_config.json'),
+                  {**dataclasses.asdict(train_config), 'rounds': None}, 'training flags')
+  started = time.perf_counter()
+  if train_config.algorithm == 'centralized':
+    params = centralized.train_mf(
+        split, dim=train_config.dim, l2=train_config.l2,
+        epochs=train_config.centralized_epochs, learning_rate=train_config.centralized_lr,
+        seed=train_config.seed, log=log)
+    rounds = 0
+  else:
+    params, rounds = _train_federated(split, train_config, run_dir, log=log)
+  seconds = time.perf_counter() - started
+  params_lib.save(params, model_path(output_dir, train_config.algorithm),
+                  algorithm=train_config.algorithm, rounds=rounds, seconds=seconds)
+  p, b_u = user_factors(params, split, train_config)
+  test = evaluation.rating_metrics(params, p, b_u, split.test)
+  log(f'{train_config.algorithm}: test RMSE {test["rmse"]:.4f} after '
+      f'{rounds or train_config.centralized_epochs} {"rounds" if rounds else "epochs"} '
+      f'({seconds:.0f} s); model in {model_path(output_dir, train_config.algorithm)}')
+  return params
+
+
+def _train_federated(split, config: TrainConfig, run_dir: str, log):
+  process, layers = build_process(split, config)
+  client_data_fn = clients.training_data_fn(
+      split.train, batch_size=config.batch_size, seed=config.seed,
+      global_user_table=config.algorithm == 'fedavg')
+
+  def to_params(state):
+    return params_lib.from_weights(algorithms_lib.trainable_weights(process, state),
+                                   layers, l2=config.l2)
+
+  def evaluate_fn(state, round_num):
+    # Test RMSE of the released parameters after every round (NumPy,
+    # on-device reconstruction): the learning curve in curves.png.
+    del round_num
+    params = to_params(state)
+    p, b_u = user_factors(params, split, config)
+    return {'test_rmse': evaluation.rating_metrics(params, p, b_u, split.test)['rmse']}
+
+  result = program.run_training(
+      process=process, client_ids=clients.client_ids(split.train),
+      client_data_fn=client_data_fn, total_rounds=config.rounds, output_dir=run_dir,
+      clients_per_round=config.clients_per_round, seed=config.seed,
+      rounds_per_checkpoint=config.rounds_per_checkpoint, evaluate_fn=evaluate_fn,
+      progress_keys=('loss', 'rmse', 'test_rmse'), log=log)
+  return to_params(result.state), config.rounds
