@@ -16,6 +16,10 @@ def atomic_path(path: str):
   fd, tmp = tempfile.mkstemp(prefix='.' + os.path.basename(path) + '.', suffix=suffix,
                              dir=directory)
   os.close(fd)
+  # mkstemp creates 0600; a result file should get the usual mode (umask).
+  umask = os.umask(0)
+  os.umask(umask)
+  os.chmod(tmp, 0o666 & ~umask)
   try:
     yield tmp
     os.replace(tmp, path)
