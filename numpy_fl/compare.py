@@ -59,8 +59,9 @@ _STALENESS = flags.DEFINE_float('staleness_exponent', 0.5,
                                 'Updates are scaled by 1 / (1 + staleness) ** exponent.')
 _ASYNC_ROUNDS = flags.DEFINE_integer('async_rounds', None, 'Synchronous rounds of the study '
                                      '(async runs for the same simulated time); default --rounds.')
-_TARGET_LOSS = flags.DEFINE_float('target_loss', None, 'Loss both protocols race to; default: 95% '
-                                  'of the decrease the synchronous loop achieves.')
+_TARGET_LOSS = flags.DEFINE_float('target_loss', None, 'Loss both protocols race to; default: '
+                                  '--target_fraction of the decrease the synchronous loop achieves.')
+_TARGET_FRACTION = flags.DEFINE_float('target_fraction', 0.95, 'See --target_loss; in (0, 1].')
 
 # Output
 _OUTPUT_DIR = flags.DEFINE_string('output_dir', None, 'Where CSVs, plots and summary.json go.')
@@ -81,6 +82,8 @@ def _config():
       (0 <= _ASYNC_BUFFER.value <= _BANKS.value,
        f'--async_buffer must be in [0, --banks={_BANKS.value}], got {_ASYNC_BUFFER.value}'),
       (_SPREAD.value >= 0, f'--delay_spread must be non-negative, got {_SPREAD.value}'),
+      (0 < _TARGET_FRACTION.value <= 1,
+       f'--target_fraction must be in (0, 1], got {_TARGET_FRACTION.value}'),
       (_FEATURES.value >= 1, f'--synthetic_features must be at least 1, got {_FEATURES.value}'),
   ]
   for ok, message in checks:
@@ -95,7 +98,7 @@ def _config():
       tolerance=_TOLERANCE.value, async_buffer=_ASYNC_BUFFER.value,
       delay_distribution=_DELAYS.value, delay_spread=_SPREAD.value,
       staleness_exponent=_STALENESS.value, async_rounds=_ASYNC_ROUNDS.value,
-      target_loss=_TARGET_LOSS.value)
+      target_loss=_TARGET_LOSS.value, target_fraction=_TARGET_FRACTION.value)
 
 
 def _bank_arrays(config):

@@ -210,6 +210,7 @@ class Config:
   staleness_exponent: float = 0.5
   async_rounds: Optional[int] = None  # synchronous rounds of the async study; None: `rounds`
   target_loss: Optional[float] = None
+  target_fraction: float = 0.95      # used when target_loss is None
 
 
 def build_numpy(config: Config, bank_arrays) -> tuple[list[client_lib.Client], Callable[[], server_lib.Server], object, np.ndarray]:
@@ -287,7 +288,8 @@ def run(config: Config, *, bank_arrays, make_reference, output_dir: str,
     study = asynchronous.compare(
         make_server=make_server, clients=clients, algorithm=algorithm, delays=delays,
         buffer_size=config.async_buffer, rounds=config.async_rounds or config.rounds,
-        staleness_exponent=config.staleness_exponent, target_loss=config.target_loss)
+        staleness_exponent=config.staleness_exponent, target_loss=config.target_loss,
+        target_fraction=config.target_fraction)
     summary['async'] = study.summary()
     log(f'sync vs async (buffer {config.async_buffer} of {len(clients)} clients, '
         f'{config.delay_distribution} delays, spread {config.delay_spread:g}):')
