@@ -196,4 +196,6 @@ def global_model_fn(*, num_items: int, num_users: int, dim: int, l2: float,
 
 def variable_layers(keras_model: tf.keras.Model) -> list[str]:
   """The layer name of each trainable variable, in the model's order."""
-  return [v.name.split('/')[0] for v in keras_model.trainable_variables]
+  owner = {v.ref(): layer.name for layer in keras_model.layers
+           for v in layer.trainable_variables}
+  return [owner[v.ref()] for v in keras_model.trainable_variables]

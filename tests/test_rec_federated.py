@@ -1,0 +1,226 @@
+"""tff_rec on TFF's runtime: privacy of the update, learning, resume, evaluation, top-N."""
+
+import json
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from tff_rec import synthetic
+
+TINY = dict(clients_per_round=6, client_lr=0.2, server_lr=3.0, recon_lr=0.2, recon_epochs=3,
+            dim=4, batch_size=4, rounds_per_checkpoint=1, centralized_epochs=5)
+
+
+@pytest.fixture(scope='module')
+def tiny_split():
+  from tff_rec import split as split_lib  # pylint: disable=g-import-not-at-top
+  return split_lib.split_ratings(synthetic.synthetic_ratings(), test_fraction=0.25,
+                                 heldout_users_fraction=0.125, seed=0)
+
+
+def _config(**overrides):
+  from tff_rec import training  # pylint: disable=g-import-not-at-top
+  return training.TrainConfig(**{**TINY, **overrides})
+
+
+def _shapes(type_spec):
+  """Every tensor shape inside a TFF type."""
+  import tensorflow_federated as tff  # pylint: disable=g-import-not-at-top
+  shapes = []
+  def visit(t):
+    if isinstance(t, tff.TensorType):
+      shapes.append(tuple(t.shape))
+    elif isinstance(t, tff.FederatedType):
+      visit(t.member)
+    elif isinstance(t, tff.StructType):
+      for _, member in tff.structure.iter_elements(t):
+        visit(member)
+    elif isinstance(t, tff.SequenceType):
+      visit(t.element)
+    elif isinstance(t, tff.FunctionType):
+      if t.parameter is not None:
+        visit(t.parameter)
+      visit(t.result)
+  visit(type_spec)
+  return shapes
+
+
+class _Recording:
+  """Wraps the aggregator so a test sees the type of what clients send."""
+
+  def __init__(self, inner):
+    self.inner = inner
+    self.value_types = []
+
+  def create(self, value_type, weight_type):
+    self.value_types.append(value_type)
+    return self.inner.create(value_type, weight_type)
+
+
+def _recording_aggregator(monkeypatch):
+  import tensorflow_federated as tff  # pylint: disable=g-import-not-at-top
+  from tff_rec import algorithms  # pylint: disable=g-import-not-at-top
+  recording = _Recording(tff.aggregators.MeanFactory())
+  # A WeightedAggregationFactory for TFF's type checks, recording on create.
+  factory = type('RecordingFactory', (tff.aggregators.WeightedAggregationFactory,),
+                 {'create': lambda self, v, w: recording.create(v, w)})()
+  monkeypatch.setattr(algorithms.aggregation, 'build_aggregator',
+                      lambda name, weighted: factory)
+  return recording
+
+
+def test_no_user_embedding_or_bias_reaches_the_server(tff_context, tiny_split, monkeypatch):
+  del tff_context
+  from tff_rec import training  # pylint: disable=g-import-not-at-top
+  recording = _recording_aggregator(monkeypatch)
+  dim, num_items = TINY['dim'], tiny_split.num_items
+  process, layers = training.build_process(tiny_split, _config(algorithm='fedrecon'))
+  global_shapes = {(num_items, dim), (num_items, 1), ()}
+  # What clients send (the aggregated update) is exactly the item parameters.
+  (sent,) = recording.value_types
+  assert sorted(_shapes(sent)) == sorted([(num_items, dim), (num_items, 1), ()])
+  assert layers == ['item_factors', 'item_bias', 'offset']
+  # The server state and everything process.next takes or returns holds no
+  # user-shaped tensor: user factors are [1, dim] and user bias [1, 1] on a client.
+  state_shapes = set(_shapes(process.next.type_signature.result.state))
+  assert state_shapes <= global_shapes | {(None,)}
+  for shape in _shapes(process.next.type_signature):
+    assert shape not in {(1, dim), (1, 1), (len(tiny_split.train), dim)}
+  # The FedAvg comparison does ship the user table, which is why it is only a comparison.
+  recording.value_types.clear()
+  training.build_process(tiny_split, _config(algorithm='fedavg'))
+  assert (len(tiny_split.train), dim) in _shapes(recording.value_types[0])
+
+
+def test_fedrecon_lowers_loss_and_numpy_matches_federated_eval(tff_context, tiny_split, tmp_path):
+  del tff_context
+  from tff_rec import evaluation, model, params, algorithms, training  # pylint: disable=g-import-not-at-top,multiple-imports
+  config = _config(rounds=12)
+  data_config = training.DataConfig()
+  trained = training.train(data_config=data_config, train_config=config, split=tiny_split,
+                           output_dir=str(tmp_path), log=lambda s: None)
+  import csv  # pylint: disable=g-import-not-at-top
+  with open(tmp_path / 'fedrecon' / 'metrics.csv') as f:
+    rows = list(csv.DictReader(f))
+  first = np.mean([float(r['test_rmse']) for r in rows[:2]])
+  last = np.mean([float(r['test_rmse']) for r in rows[-2:]])
+  assert len(rows) == 12 and last < first
+  assert float(rows[-1]['client_work/train/loss']) < float(rows[0]['client_work/train/loss'])
+  # The on-device (NumPy) reconstruction is the one TFF's evaluation runs.
+  eval_process = algorithms.build_fed_recon_eval(
+      model_fn=model.reconstruction_model_fn(num_items=tiny_split.num_items, dim=config.dim,
+                                             l2=config.l2, global_mean=tiny_split.global_mean(),
+                                             seed=config.seed),
+      recon_lr=config.recon_lr, recon_epochs=config.recon_epochs)
+  weights = [trained.item_factors, trained.item_bias.reshape(-1, 1), np.float32(trained.offset)]
+  federated = evaluation.federated_rating_metrics(
+      eval_process=eval_process, weights=weights, train=tiny_split.train, test=tiny_split.test,
+      batch_size=config.batch_size)
+  p, b_u = evaluation.reconstruct_part(trained, tiny_split.train, config.recon())
+  local = evaluation.rating_metrics(trained, p, b_u, tiny_split.test)
+  assert federated['rmse'] == pytest.approx(local['rmse'], abs=1e-4)
+  assert federated['mae'] == pytest.approx(local['mae'], abs=1e-4)
+  saved, _ = params.load(training.model_path(str(tmp_path), 'fedrecon'))
+  np.testing.assert_array_equal(saved.item_factors, trained.item_factors)
+
+
+def test_resumed_training_ends_equal_to_uninterrupted(tff_context, tiny_split, tmp_path):
+  del tff_context
+  from tff_rec import training  # pylint: disable=g-import-not-at-top
+  data_config = training.DataConfig()
+  quiet = dict(data_config=data_config, split=tiny_split, log=lambda s: None)
+  full = training.train(train_config=_config(rounds=4), output_dir=str(tmp_path / 'a'), **quiet)
+  training.train(train_config=_config(rounds=2), output_dir=str(tmp_path / 'b'), **quiet)
+  lines = []
+  resumed = training.train(train_config=_config(rounds=4), output_dir=str(tmp_path / 'b'),
+                           **{**quiet, 'log': lines.append})
+  assert any('resuming from the checkpoint of round 2' in line for line in lines)
+  np.testing.assert_allclose(resumed.item_factors, full.item_factors, atol=1e-6)
+  np.testing.assert_allclose(resumed.item_bias, full.item_bias, atol=1e-6)
+  # Other hyperparameters in the same directory are refused, not mixed.
+  from tff_common import errors  # pylint: disable=g-import-not-at-top
+  with pytest.raises(errors.InputError, match='client_lr'):
+    training.train(train_config=_config(rounds=5, client_lr=0.5),
+                   output_dir=str(tmp_path / 'b'), **quiet)
+
+
+def test_recommend_never_returns_a_rated_item(tiny_split):
+  from tff_rec import evaluation, params, topn  # pylint: disable=g-import-not-at-top,multiple-imports
+  rng = np.random.default_rng(0)
+  n_items = tiny_split.num_items
+  model = params.MFParams(item_factors=rng.normal(size=(n_items, 4)).astype(np.float32),
+                          item_bias=rng.normal(size=n_items).astype(np.float32),
+                          offset=3.5, l2=0.01)
+  recon = evaluation.ReconConfig(lr=0.1, epochs=3, batch_size=4)
+  for user in tiny_split.train.users:
+    items, ratings = topn.user_ratings(tiny_split, int(user))
+    # Ask for more than remain: only unrated items come back, best first.
+    best, predicted = topn.top_n(model, items, ratings, n=n_items, recon=recon)
+    assert not set(best.tolist()) & set(items.tolist())
+    assert len(best) == n_items - len(set(items.tolist()))
+    assert np.all(np.diff(predicted) <= 1e-6)
+
+
+def _run(*args, timeout=240):
+  return subprocess.run([sys.executable, '-m', *args], capture_output=True, text=True,
+                        timeout=timeout, cwd=os.path.dirname(os.path.dirname(__file__)))
+
+
+def test_report_compares_the_four_models(tff_context, tiny_split, tmp_path):
+  del tff_context
+  from tff_rec import report, training  # pylint: disable=g-import-not-at-top,multiple-imports
+  ratings_path = synthetic.write(synthetic.synthetic_ratings(), str(tmp_path / 'ml'), 'ml-latest')
+  data_config = training.DataConfig(data=ratings_path, test_fraction=0.25,
+                                    heldout_users_fraction=0.125)
+  out = str(tmp_path / 'run')
+  for algorithm, rounds in (('fedrecon', 3), ('fedavg', 2)):
+    training.train(data_config=data_config, train_config=_config(algorithm=algorithm,
+                                                                 rounds=rounds),
+                   output_dir=out, log=lambda s: None)
+  results = report.write(out, log=lambda s: None)
+  with open(os.path.join(out, 'summary.json')) as f:
+    summary = json.load(f)
+  for name in ('fedrecon', 'fedavg', 'centralized'):
+    assert {'rmse', 'mae', 'hr@10', 'ndcg@10'} <= set(summary[name])
+    assert 0 < summary[name]['rmse'] < 3 and 0 <= summary[name]['hr@10'] <= 1
+    assert summary[name]['heldout']['rmse'] > 0
+  assert {'hr@10', 'ndcg@10'} <= set(summary['popularity'])
+  # FedRecon's reported RMSE is TFF's federated evaluation; the on-device
+  # NumPy reconstruction agrees with it.
+  users = results['fedrecon']['users']
+  assert users['rmse'] == pytest.approx(users['rmse_on_device_check'], abs=1e-4)
+  with open(os.path.join(out, 'report.md')) as f:
+    text = f.read()
+  assert '| centralized |' in text and '## Held-out users' in text
+  assert os.path.getsize(os.path.join(out, 'curves.png')) > 0
+
+
+def _run(*args, timeout=240):
+  return subprocess.run([sys.executable, '-m', *args], capture_output=True, text=True,
+                        timeout=timeout, cwd=os.path.dirname(os.path.dirname(__file__)))
+
+
+def test_binaries_end_to_end(tmp_path):
+  data_path = synthetic.write(synthetic.synthetic_ratings(), str(tmp_path / 'ml'), 'ml-1m')
+  out = str(tmp_path / 'run')
+  tiny = [f'--{k}={v}' for k, v in TINY.items()] + [f'--data={data_path}', f'--output_dir={out}']
+  result = _run('tff_rec.train', '--rounds=2', *tiny)
+  assert result.returncode == 0, result.stderr[-2000:]
+  assert 'round 2/2' in result.stdout
+  result = _run('tff_rec.evaluate', f'--output_dir={out}')
+  assert result.returncode == 0, result.stderr[-2000:]
+  assert '| fedrecon |' in result.stdout and '| popularity |' in result.stdout
+  result = _run('tff_rec.recommend', f'--output_dir={out}', '--user=3', '--n=5')
+  assert result.returncode == 0, result.stderr[-2000:]
+  assert result.stdout.count('Movie ') == 5
+  # Bad input: one line naming the file and line, exit 2, nothing written.
+  bad = tmp_path / 'bad' / 'ratings.dat'
+  bad.parent.mkdir()
+  bad.write_text('1::100::4::10\n1::101::x::11\n')
+  result = _run('tff_rec.train', f'--data={bad}', f'--output_dir={tmp_path / "bad_run"}')
+  assert result.returncode == 2
+  assert result.stderr.strip().splitlines()[-1].startswith(f'error: {bad}, line 2, column 3')
+  assert not os.path.exists(tmp_path / 'bad_run')
