@@ -10,6 +10,8 @@ their weights can be compared and their losses put on one plot.
 import csv
 import dataclasses
 import io
+import math
+import os
 import statistics
 import time
 from collections.abc import Sequence
@@ -20,6 +22,7 @@ import numpy as np
 from numpy_fl import algorithms
 from numpy_fl import asynchronous
 from numpy_fl import client as client_lib
+from numpy_fl import models
 from numpy_fl import server as server_lib
 from tff_common import files
 
@@ -32,6 +35,11 @@ class RoundRow:
   max_abs_diff: float    # max_i |w_numpy_i - w_tff_i|
   numpy_seconds: float   # wall time of the round (client work + server step)
   tff_seconds: float     # wall time of the reference's `next`
+  # The reference's own training loss of the round (Keras' loss, averaged
+  # over examples by TFF), measured on the model the clients received, so
+  # for FedSGD it equals `numpy_loss` of the previous row: a check of the loss
+  # functions themselves, independent of the weights. NaN if not reported.
+  tff_reported_loss: float = math.nan
 
 
 def side_by_side(*, server: server_lib.Server, clients: Sequence[client_lib.Client],
@@ -43,6 +51,7 @@ def side_by_side(*, server: server_lib.Server, clients: Sequence[client_lib.Clie
   loss0 = algorithms.global_loss(clients, start)
   rows = [RoundRow(0, loss0, algorithms.global_loss(clients, start_tff.astype(start.dtype)),
                    _max_abs_diff(start, start_tff), 0.0, 0.0)]
+  reported_loss = getattr(reference, 'reported_loss', lambda: math.nan)
   for round_num in range(1, rounds + 1):
     started = time.perf_counter()
     algorithms.run_round(server, clients, algorithm, round_num=round_num)
@@ -55,7 +64,7 @@ def side_by_side(*, server: server_lib.Server, clients: Sequence[client_lib.Clie
         round_num,
         algorithms.global_loss(clients, weights),
         algorithms.global_loss(clients, tff_weights.astype(weights.dtype)),
-        _max_abs_diff(weights, tff_weights), numpy_seconds, tff_seconds))
+        _max_abs_diff(weights, tff_weights), numpy_seconds, tff_seconds, reported_loss()))
     if log is not None:
       log(format_row(rows[-1], rounds))
   return rows
@@ -213,9 +222,13 @@ class Config:
   target_fraction: float = 0.95      # used when target_loss is None
 
 
-def build_numpy(config: Config, bank_arrays) -> tuple[list[client_lib.Client], Callable[[], server_lib.Server], object, np.ndarray]:
-  """NumPy clients (in the mapping's order), a server factory, the algorithm, initial weights."""
-  from numpy_fl import models  # pylint: disable=g-import-not-at-top
+def build_numpy(config: Config, bank_arrays):
+  """NumPy side of a comparison.
+
+  Returns:
+    (clients in the mapping's order, a factory of fresh servers at the initial
+    weights, the algorithm, the initial weights).
+  """
   dtype = models.DTYPES[config.dtype]
   model = models.get_model(config.model)
   clients = [client_lib.Client(x, y, model=model, dtype=dtype, name=name)
@@ -256,7 +269,6 @@ def run(config: Config, *, bank_arrays, make_reference, output_dir: str,
     The summary also written to summary.json; `within_tolerance` says whether
     the largest parameter difference met `config.tolerance`.
   """
-  import os  # pylint: disable=g-import-not-at-top
   clients, make_server, algorithm, initial = build_numpy(config, bank_arrays)
   sizes = ', '.join(f'{c.name} {c.num_examples}' for c in clients)
   log(f'{config.algorithm} ({config.weighting} mean), {config.model} model, '

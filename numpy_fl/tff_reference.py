@@ -126,6 +126,13 @@ class Runner:
     self.last_metrics = output.metrics
     return self.weights
 
+  def reported_loss(self) -> float:
+    """TFF's training loss of the last round (on the model the clients received)."""
+    try:
+      return float(self.last_metrics['client_work']['train']['loss'])
+    except (KeyError, TypeError):
+      return float('nan')
+
   @property
   def weights(self) -> np.ndarray:
     return from_model_weights(self._process.get_model_weights(self._state))
