@@ -1,7 +1,8 @@
 """Side-by-side runs of the NumPy engine and a reference engine (TFF), and their reports.
 
 Runs on the Python orchestrator. The reference is anything with `next()`
-returning its new flat weights (`numpy_fl.tff_reference.Runner`); this module
+(one round) and `weights` (flat, NumPy's layout), such as
+`numpy_fl.tff_reference.Runner`; optionally `reported_loss()`. This module
 itself imports no TensorFlow. Both engines start from the same weights, see
 the same clients in the same order and step in lockstep, so after every round
 their weights can be compared and their losses put on one plot.
@@ -34,7 +35,7 @@ class RoundRow:
   tff_loss: float        # the same loss function at the reference's weights
   max_abs_diff: float    # max_i |w_numpy_i - w_tff_i|
   numpy_seconds: float   # wall time of the round (client work + server step)
-  tff_seconds: float     # wall time of the reference's `next`
+  tff_seconds: float     # wall time of the reference's `next` (the round alone)
   # The reference's own training loss of the round (Keras' loss, averaged
   # over examples by TFF), measured on the model the clients received, so
   # for FedSGD it equals `numpy_loss` of the previous row: a check of the loss
@@ -57,8 +58,9 @@ def side_by_side(*, server: server_lib.Server, clients: Sequence[client_lib.Clie
     algorithms.run_round(server, clients, algorithm, round_num=round_num)
     numpy_seconds = time.perf_counter() - started
     started = time.perf_counter()
-    tff_weights = np.asarray(reference.next())
+    reference.next()
     tff_seconds = time.perf_counter() - started
+    tff_weights = np.asarray(reference.weights)  # read outside the timed round
     weights = server.weights
     rows.append(RoundRow(
         round_num,

@@ -119,12 +119,11 @@ class Runner:
     self._state = process.set_model_weights(state, to_model_weights(initial_weights))
     self.last_metrics = None
 
-  def next(self) -> np.ndarray:
-    """Runs one round; returns the new server weights as a flat vector."""
+  def next(self):
+    """Runs one federated round (only `process.next`, so timing it times the round)."""
     output = self._process.next(self._state, self._datasets)
     self._state = output.state
     self.last_metrics = output.metrics
-    return self.weights
 
   def reported_loss(self) -> float:
     """TFF's training loss of the last round (on the model the clients received)."""

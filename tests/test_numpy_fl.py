@@ -9,6 +9,7 @@ import pytest
 import numpy_fl
 from numpy_fl import asynchronous
 from numpy_fl import client as client_lib
+from numpy_fl import comparison
 from numpy_fl import models
 from numpy_fl import server as server_lib
 from numpy_fl import synthetic
@@ -124,6 +125,21 @@ def test_fedsgd_round_is_the_seeds_formula():
   numpy_fl.run_round(server, clients, numpy_fl.FedSGD(), round_num=1)
   expected = w0 - 0.3 * np.mean([c.model.gradient(w0, c.x, c.y) for c in clients], axis=0)
   np.testing.assert_allclose(server.weights, expected, rtol=1e-6, atol=1e-7)
+
+
+def test_weightings_differ_on_unequal_clients():
+  """So the uniform and example-weighted TFF equivalence tests pin down different things."""
+  data, _ = synthetic.linear_problem(clients=3, features=4, min_examples=9, max_examples=30,
+                                     seed=1)
+  finals = []
+  for weighting in ('uniform', 'num_examples'):
+    config = comparison.Config(algorithm='fedsgd', model='linear', weighting=weighting,
+                               rounds=5, lr=0.1)
+    clients, make_server, algorithm, _ = comparison.build_numpy(config, data)
+    server = make_server()
+    numpy_fl.run_rounds(server, clients, algorithm, rounds=5)
+    finals.append(server.weights)
+  assert np.max(np.abs(finals[0] - finals[1])) > 1e-3
 
 
 def test_client_gradient_reports_its_example_count():
