@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # NumPy vs TFF on the bundled credit data, 5 banks: the equivalence and speed figures of issue 4.
 #   bench/numpy_fl_compare.sh [OUT]     (default OUT=/tmp/numpy_fl_bench)
-# The example-weighted runs use size-skewed banks, where weighting matters.
+# The example-weighted runs use size-skewed banks, where weighting matters; the last run checks the
+# credit job's own Keras scorecard model (tff_credit.model) instead of numpy_fl's Dense(1) on logits.
 # Each run prints max |dw| per round, per-round wall times and the TFF/NumPy ratio, and exits 1
 # if max |dw| ever exceeds 1e-5. Wall times depend on the machine and its load: figures, not tests.
 set -euo pipefail
@@ -23,4 +24,6 @@ run fedsgd_weighted  --algorithm=fedsgd --weighting=num_examples --rounds=50 --l
 run fedavg_fullbatch --algorithm=fedavg --weighting=num_examples --rounds=20 --lr=0.5 --local_epochs=3 --partition=size_skew
 run fedavg_minibatch --algorithm=fedavg --weighting=uniform      --rounds=20 --lr=0.1 --batch_size=32 \
     --async_buffer=2 --delay_distribution=pareto --delay_spread=0.8 --target_fraction=0.99
+run fedavg_credit_model --algorithm=fedavg --weighting=num_examples --rounds=20 --lr=0.5 --local_epochs=2 \
+    --batch_size=64 --partition=size_skew --tff_model=credit
 echo "outputs (compare.csv/png, async.csv/png, summary.json) under $OUT"

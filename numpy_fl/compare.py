@@ -46,6 +46,9 @@ _BATCH_SIZE = flags.DEFINE_integer('batch_size', 0, 'FedAvg local batch size (un
                                    '0: full batch.')
 _DTYPE = flags.DEFINE_enum('numpy_dtype', 'float32', ['float32', 'float64'],
                            "NumPy's precision (TFF runs float32; compare like with like).")
+_TFF_MODEL = flags.DEFINE_enum('tff_model', 'dense', ['dense', 'credit'],
+                               "TFF's Keras model: dense, a Dense(1) on logits; credit, the credit "
+                               "job's own scorecard model (sigmoid output; logistic only).")
 _TOLERANCE = flags.DEFINE_float('tolerance', 1e-5, 'Largest acceptable max |w_numpy - w_tff|.')
 
 # Asynchronous study (NumPy only: TFF has no asynchronous mode)
@@ -71,6 +74,7 @@ flags.mark_flag_as_required('output_dir')
 def _config():
   from numpy_fl import comparison  # pylint: disable=g-import-not-at-top
   rounds = _ROUNDS.value or (50 if _ALGORITHM.value == 'fedsgd' else 20)
+  model = _MODEL.value or ('logistic' if _DATA.value == 'credit' else 'linear')
   checks = [
       (_BANKS.value >= 1, f'--banks must be at least 1, got {_BANKS.value}'),
       (rounds >= 1, f'--rounds must be at least 1, got {rounds}'),
@@ -82,6 +86,8 @@ def _config():
       (0 <= _ASYNC_BUFFER.value <= _BANKS.value,
        f'--async_buffer must be in [0, --banks={_BANKS.value}], got {_ASYNC_BUFFER.value}'),
       (_SPREAD.value >= 0, f'--delay_spread must be non-negative, got {_SPREAD.value}'),
+      (_TFF_MODEL.value == 'dense' or model == 'logistic',
+       f'--tff_model=credit is logistic regression; got --model={model}'),
       (0 < _TARGET_FRACTION.value <= 1,
        f'--target_fraction must be in (0, 1], got {_TARGET_FRACTION.value}'),
       (_FEATURES.value >= 1, f'--synthetic_features must be at least 1, got {_FEATURES.value}'),
@@ -91,10 +97,11 @@ def _config():
       raise InputError(message)
   return comparison.Config(
       algorithm=_ALGORITHM.value,
-      model=_MODEL.value or ('logistic' if _DATA.value == 'credit' else 'linear'),
+      model=model,
       weighting=_WEIGHTING.value, rounds=rounds, lr=_LR.value, server_lr=_SERVER_LR.value,
       server_momentum=_SERVER_MOMENTUM.value, local_epochs=_LOCAL_EPOCHS.value,
       batch_size=_BATCH_SIZE.value or None, seed=_SEED.value, dtype=_DTYPE.value,
+      tff_model=_TFF_MODEL.value,
       tolerance=_TOLERANCE.value, async_buffer=_ASYNC_BUFFER.value,
       delay_distribution=_DELAYS.value, delay_spread=_SPREAD.value,
       staleness_exponent=_STALENESS.value, async_rounds=_ASYNC_ROUNDS.value,

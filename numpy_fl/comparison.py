@@ -214,6 +214,7 @@ class Config:
   batch_size: Optional[int] = None   # FedAvg only; None: full batch
   seed: int = 0                      # initial weights, delays
   dtype: str = 'float32'             # NumPy's; TFF's is float32
+  tff_model: str = 'dense'           # TFF's Keras model: 'dense' or 'credit' (the credit job's)
   tolerance: float = 1e-5
   async_buffer: int = 0              # 0: no async study
   delay_distribution: str = 'lognormal'

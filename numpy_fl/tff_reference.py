@@ -25,15 +25,34 @@ tf, tff = quiet.import_tensorflow()
 from tff_common import aggregation  # pylint: disable=g-import-not-at-top,g-bad-import-order
 
 
-def model_fn_for(*, model: str, num_features: int):
-  """A no-arg `model_fn` building a fresh Keras Dense(1) wrapped for TFF."""
+KERAS_MODELS = ('dense', 'credit')
+
+
+def model_fn_for(*, model: str, num_features: int, keras_model: str = 'dense'):
+  """A no-arg `model_fn` building a fresh Keras Dense(1) wrapped for TFF.
+
+  Args:
+    model: 'linear' or 'logistic'.
+    num_features: Input width.
+    keras_model: 'dense', this module's Dense(1) on logits; or 'credit', the
+      credit job's own scorecard model (`tff_credit.model`, logistic only: a
+      sigmoid output with Keras' default cross-entropy), so the check covers
+      the exact model that job trains.
+  """
+  if keras_model == 'credit':
+    if model != 'logistic':
+      raise ValueError(f"keras_model='credit' is logistic regression; got model={model!r}")
+    from tff_credit import model as credit_model  # pylint: disable=g-import-not-at-top
+    return credit_model.model_fn_for(model='logreg', num_features=num_features)
+  if keras_model != 'dense':
+    raise ValueError(f'unknown keras_model {keras_model!r}; expected one of {", ".join(KERAS_MODELS)}')
   if model not in ('linear', 'logistic'):
     raise ValueError(f'unknown model {model!r}; expected linear or logistic')
   input_spec = (tf.TensorSpec([None, num_features], tf.float32),
                 tf.TensorSpec([None, 1], tf.float32))
 
   def model_fn():
-    keras_model = tf.keras.Sequential([
+    dense = tf.keras.Sequential([
         tf.keras.layers.InputLayer(input_shape=(num_features,)),
         tf.keras.layers.Dense(1),
     ])
@@ -41,7 +60,7 @@ def model_fn_for(*, model: str, num_features: int):
       loss = tf.keras.losses.MeanSquaredError()
     else:
       loss = tf.keras.losses.BinaryCrossentropy(from_logits=True)
-    return tff.learning.models.from_keras_model(keras_model, loss=loss,
+    return tff.learning.models.from_keras_model(dense, loss=loss,
                                                 input_spec=input_spec)
 
   return model_fn
@@ -49,7 +68,7 @@ def model_fn_for(*, model: str, num_features: int):
 
 def build_process(*, algorithm: str, model: str, num_features: int, weighting: str,
                   lr: float, server_lr: float = 1.0, server_momentum: float = 0.0,
-                  aggregator: str = 'mean'):
+                  aggregator: str = 'mean', keras_model: str = 'dense'):
   """TFF's FedSGD or FedAvg with the given weighting and learning rates.
 
   Args:
@@ -57,8 +76,9 @@ def build_process(*, algorithm: str, model: str, num_features: int, weighting: s
       (client SGD at `lr`, server SGD at `server_lr`).
     weighting: 'uniform' (1/K mean) or 'num_examples'.
     aggregator: A name from `tff_common.aggregation.NAMES`.
+    keras_model: See `model_fn_for`.
   """
-  model_fn = model_fn_for(model=model, num_features=num_features)
+  model_fn = model_fn_for(model=model, num_features=num_features, keras_model=keras_model)
   weighted = weighting == 'num_examples'
   momentum = server_momentum or None
   if algorithm == 'fedsgd':
@@ -144,7 +164,7 @@ def runner_for(config, bank_arrays: Mapping[str, tuple[np.ndarray, np.ndarray]],
   process = build_process(
       algorithm=config.algorithm, model=config.model, num_features=num_features,
       weighting=config.weighting, lr=config.lr, server_lr=config.server_lr,
-      server_momentum=config.server_momentum)
+      server_momentum=config.server_momentum, keras_model=config.tff_model)
   epochs = config.local_epochs if config.algorithm == 'fedavg' else 1
   batch_size = config.batch_size if config.algorithm == 'fedavg' else None
   return Runner(process=process,

@@ -93,3 +93,11 @@ def test_compare_binary_bad_flag_is_one_line_and_writes_nothing(tmp_path):
   assert result.stderr.strip().splitlines() == [
       'error: --async_buffer must be in [0, --banks=3], got 4']
   assert not out.exists()
+
+
+def test_fedavg_matches_tff_with_the_credit_jobs_own_model(tff_context):
+  """The credit job's scorecard (sigmoid output, default cross-entropy) trains identically."""
+  del tff_context
+  config = comparison.Config(algorithm='fedavg', model='logistic', weighting='num_examples',
+                             rounds=20, lr=0.1, batch_size=5, tff_model='credit')
+  assert _max_diff_over_rounds(config, _banks('logistic')) <= TOLERANCE
