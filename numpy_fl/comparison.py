@@ -232,6 +232,8 @@ def build_numpy(config: Config, bank_arrays):
     (clients in the mapping's order, a factory of fresh servers at the initial
     weights, the algorithm, the initial weights).
   """
+  if not bank_arrays:
+    raise ValueError('no clients to compare on')
   dtype = models.DTYPES[config.dtype]
   model = models.get_model(config.model)
   clients = [client_lib.Client(x, y, model=model, dtype=dtype, name=name)
@@ -287,7 +289,8 @@ def run(config: Config, *, bank_arrays, make_reference, output_dir: str,
              'within_tolerance': timing['max_abs_diff'] <= config.tolerance}
   log(f'max |dw| over {config.rounds} rounds: {timing["max_abs_diff"]:.3g} '
       f'(tolerance {config.tolerance:g}: {"ok" if summary["within_tolerance"] else "EXCEEDED"})')
-  log(f'time per round (median of rounds 2..{config.rounds}): '
+  steady = f'rounds 2..{config.rounds}' if config.rounds > 1 else 'round 1'
+  log(f'time per round (median of {steady}): '
       f'NumPy {timing["numpy_seconds_per_round_median"] * 1e3:.3f} ms, '
       f'TFF {timing["tff_seconds_per_round_median"] * 1e3:.1f} ms; '
       f'TFF/NumPy {timing["tff_over_numpy_median"]:.0f}x '
