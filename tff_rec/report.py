@@ -24,10 +24,11 @@ MODELS = ('fedrecon', 'fedavg', 'centralized', 'popularity')
 COLUMNS = ('rmse', 'mae', 'hr@10', 'ndcg@10', 'recall@20')
 
 
-def evaluate_all(output_dir: str, *, log=print) -> dict:
+def evaluate_all(output_dir: str, *, split=None, log=print) -> dict:
   """Metrics of every model, for training users and held-out users."""
   data_config = training.load_data_config(output_dir)
-  split = training.prepare(data_config, log=log)
+  if split is None:
+    split = training.prepare(data_config, log=log)
   seed = data_config.seed
   results = {}
   for algorithm in training.ALGORITHMS:
@@ -131,17 +132,21 @@ def markdown(results: dict, output_dir: str) -> str:
       + (f' ({results[name]["rounds"]} rounds)' if results[name].get('rounds') else '')
       for name in training.ALGORITHMS
       if name in results and results[name].get('train_seconds') is not None)
+  skipped = ', '.join(f'{k} {v:,}' for k, v in s['unknown_items_skipped'].items()) or 'none'
+  ranked = results.get('fedrecon', results['popularity'])
   return f"""# Federated recommendation: {output_dir}
 
-{s['training_users']} training users ({s['train_ratings']:,} train / {s['test_ratings']:,} test
-ratings), {s['heldout_users']} held-out users, {s['items']:,} items. Ratings of items outside the
-training vocabulary skipped: {s['unknown_items_skipped']}.
+{s['training_users']} training users ({s['train_ratings']:,} train / {s['test_ratings']:,} test ratings), \
+{s['heldout_users']} held-out users, {s['items']:,} items in the vocabulary. Ratings of items outside \
+the vocabulary, skipped: {skipped}.
 
-RMSE/MAE: clipped predictions of every test rating (global-mean predictor:
-{results['global_mean_rmse']:.4f}). FedRecon's come from `build_fed_recon_eval`: each user's
-factors are reconstructed on the device from their train ratings. HR@10 / NDCG@10: the latest
-test item rated >= 4 ranked among 99 unrated items (same seeded negatives for every model).
-Recall@20: test items rated >= 4 among the top 20 of the whole catalogue, train items excluded.
+* RMSE / MAE: clipped predictions of every test rating (global-mean predictor:
+  {results['global_mean_rmse']:.4f}). FedRecon's come from `build_fed_recon_eval`: each user's
+  factors are reconstructed on the device from their train ratings, then their test ratings scored.
+* HR@10 / NDCG@10: each user's latest test item rated >= 4 ranked among 99 items they never rated
+  (the same seeded negatives for every model); {ranked['users'].get('ranked_users', 0)} training
+  users and {ranked['heldout'].get('ranked_users', 0)} held-out users have such an item.
+* Recall@20: test items rated >= 4 found in the top 20 of the whole catalogue (train items excluded).
 
 ## Training users
 
@@ -182,9 +187,9 @@ def curves(output_dir: str, path: str, *, centralized_rmse=None):
   plt.close(figure)
 
 
-def write(output_dir: str, *, log=print) -> dict:
+def write(output_dir: str, *, split=None, log=print) -> dict:
   """Evaluates, writes summary.json, report.md and curves.png; returns the results."""
-  results = evaluate_all(output_dir, log=log)
+  results = evaluate_all(output_dir, split=split, log=log)
   files.write_json(os.path.join(output_dir, 'summary.json'), summary(results))
   files.write_text(os.path.join(output_dir, 'report.md'), markdown(results, output_dir))
   curves(output_dir, os.path.join(output_dir, 'curves.png'),

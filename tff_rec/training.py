@@ -62,8 +62,8 @@ class TrainConfig:
   seed: int = 0
   rounds_per_checkpoint: int = 10
   aggregator: str = 'mean'
-  centralized_epochs: int = 25
-  centralized_lr: float = 0.002
+  centralized_epochs: int = 15
+  centralized_lr: float = 0.003
 
   def recon(self) -> evaluation.ReconConfig:
     return evaluation.ReconConfig(lr=self.recon_lr, epochs=self.recon_epochs,
