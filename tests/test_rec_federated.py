@@ -72,6 +72,24 @@ def _recording_aggregator(monkeypatch):
   return recording
 
 
+def test_client_data_builds_each_users_dataset_on_demand(tiny_split):
+  from tff_rec import clients  # pylint: disable=g-import-not-at-top
+  part = tiny_split.train
+  data = clients.client_data(part)
+  assert data.client_ids == [str(u) for u in part.users]
+  k = 2
+  cid = str(part.users[k])
+  examples = list(data.create_tf_dataset_for_client(cid).as_numpy_iterator())
+  np.testing.assert_array_equal([e['x']['item'] for e in examples], part.items_of(k))
+  np.testing.assert_array_equal([e['y'][0] for e in examples], part.ratings_of(k))
+  # Per-round batches: a pure function of (seed, round, user), a permutation of the user's items.
+  fn = clients.training_data_fn(part, batch_size=4, seed=0)
+  def order(round_num):
+    return np.concatenate([b['x']['item'] for b in fn([cid], round_num)[0].as_numpy_iterator()])
+  np.testing.assert_array_equal(order(3), order(3))
+  assert sorted(order(3)) == sorted(part.items_of(k)) and not np.array_equal(order(3), order(4))
+
+
 def test_no_user_embedding_or_bias_reaches_the_server(tff_context, tiny_split, monkeypatch):
   del tff_context
   from tff_rec import training  # pylint: disable=g-import-not-at-top

@@ -125,7 +125,8 @@ def load_data_config(output_dir: str) -> DataConfig:
 def load_train_config(output_dir: str, algorithm: str) -> TrainConfig:
   with open(os.path.join(output_dir, algorithm, 'train_config.json')) as f:
     values = json.load(f)
-  values.pop('rounds', None)  # not part of the stored settings (see `train`)
+  for key in ('rounds', 'rounds_per_checkpoint'):
+    values.pop(key, None)  # not part of the stored settings (see `train`)
   return TrainConfig(**values)
 
 
@@ -171,9 +172,11 @@ def train(*, data_config: DataConfig, train_config: TrainConfig, output_dir: str
   _check_or_write(data_config_path(output_dir), dataclasses.asdict(data_config), 'data flags')
   run_dir = os.path.join(output_dir, train_config.algorithm)
   os.makedirs(run_dir, exist_ok=True)
-  # The round count may grow between runs (train further); nothing else may change.
+  # The round count may grow between runs (train further) and checkpoints may
+  # be taken at another period; nothing else may change.
   _check_or_write(os.path.join(run_dir, 'train_config.json'),
-                  {**dataclasses.asdict(train_config), 'rounds': None}, 'training flags')
+                  {**dataclasses.asdict(train_config), 'rounds': None,
+                   'rounds_per_checkpoint': None}, 'training flags')
   started = time.perf_counter()
   if train_config.algorithm == 'centralized':
     params = centralized.train_mf(
