@@ -48,6 +48,9 @@ def define_training_flags():
   flags.DEFINE_string('aggregator', _T.aggregator, 'Aggregator (tff_common.aggregation.NAMES).')
   flags.DEFINE_integer('centralized_epochs', _T.centralized_epochs, 'Epochs of centralized MF.')
   flags.DEFINE_float('centralized_lr', _T.centralized_lr, 'Adam learning rate of centralized MF.')
+  flags.DEFINE_float('centralized_l2', _T.centralized_l2,
+                     'L2 penalty of centralized MF (Adam on pooled data overfits sooner '
+                     'than federated SGD, so it is tuned on its own).')
 
 
 def define_seed():
@@ -69,4 +72,5 @@ def train_config(values) -> training.TrainConfig:
       recon_epochs=values.recon_epochs, dim=values.dim, l2=values.l2,
       batch_size=values.batch_size, seed=values.seed,
       rounds_per_checkpoint=values.rounds_per_checkpoint, aggregator=values.aggregator,
-      centralized_epochs=values.centralized_epochs, centralized_lr=values.centralized_lr)
+      centralized_epochs=values.centralized_epochs, centralized_lr=values.centralized_lr,
+      centralized_l2=values.centralized_l2)

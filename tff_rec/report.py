@@ -156,7 +156,7 @@ the vocabulary, skipped: {skipped}.
 
 {table(results, 'heldout')}
 
-Training time: {times or 'n/a'}.
+Training time (federated: time spent in rounds, over resumed runs too): {times or 'n/a'}.
 """
 
 

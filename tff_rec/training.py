@@ -14,6 +14,7 @@ Layout of an output directory (one data split, several algorithms):
         model.npz             the released parameters
 """
 
+import csv
 import dataclasses
 import json
 import os
@@ -64,6 +65,7 @@ class TrainConfig:
   aggregator: str = 'mean'
   centralized_epochs: int = 15
   centralized_lr: float = 0.003
+  centralized_l2: float = 0.1
 
   def recon(self) -> evaluation.ReconConfig:
     return evaluation.ReconConfig(lr=self.recon_lr, epochs=self.recon_epochs,
@@ -180,21 +182,30 @@ def train(*, data_config: DataConfig, train_config: TrainConfig, output_dir: str
   started = time.perf_counter()
   if train_config.algorithm == 'centralized':
     params = centralized.train_mf(
-        split, dim=train_config.dim, l2=train_config.l2,
+        split, dim=train_config.dim, l2=train_config.centralized_l2,
         epochs=train_config.centralized_epochs, learning_rate=train_config.centralized_lr,
         seed=train_config.seed, log=log)
     rounds = 0
+    seconds = time.perf_counter() - started
   else:
     params, rounds = _train_federated(split, train_config, run_dir, log=log)
-  seconds = time.perf_counter() - started
+    seconds = _round_seconds(run_dir, rounds)
   params_lib.save(params, model_path(output_dir, train_config.algorithm),
                   algorithm=train_config.algorithm, rounds=rounds, seconds=seconds)
   p, b_u = user_factors(params, split, train_config)
   test = evaluation.rating_metrics(params, p, b_u, split.test)
   log(f'{train_config.algorithm}: test RMSE {test["rmse"]:.4f} after '
       f'{rounds or train_config.centralized_epochs} {"rounds" if rounds else "epochs"} '
-      f'({seconds:.0f} s); model in {model_path(output_dir, train_config.algorithm)}')
+      f'({seconds:.0f} s of training); model in '
+      f'{model_path(output_dir, train_config.algorithm)}')
   return params
+
+
+def _round_seconds(run_dir: str, rounds: int) -> float:
+  """Time spent in rounds 1..rounds, over every run that contributed (resumes included)."""
+  with open(os.path.join(run_dir, 'metrics.csv')) as f:
+    return sum(float(row['seconds']) for row in csv.DictReader(f)
+               if int(row['round']) <= rounds)
 
 
 def _train_federated(split, config: TrainConfig, run_dir: str, log):
