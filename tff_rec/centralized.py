@@ -11,12 +11,13 @@ import tensorflow as tf
 
 from tff_rec import model as model_lib
 from tff_rec import params as params_lib
+from tff_rec import progress
 from tff_rec import split as split_lib
 
 
 def train_mf(split: split_lib.Split, *, dim: int, l2: float, epochs: int = 15,
              learning_rate: float = 0.003, batch_size: int = 256, seed: int = 0,
-             log=print) -> params_lib.MFParams:
+             log=progress.log_line) -> params_lib.MFParams:
   """Centralized biased MF on all training ratings; returns its parameters."""
   tf.keras.utils.set_random_seed(seed)
   part = split.train

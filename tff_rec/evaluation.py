@@ -126,6 +126,8 @@ def federated_rating_metrics(*, eval_process, weights, train: split_lib.UserRati
   # pylint: enable=g-import-not-at-top
   datasets = [clients.eval_dataset(train, test, k, batch_size=batch_size)
               for k in range(len(test)) if len(test.items_of(k))]
+  if not datasets:
+    return {'rmse': float('nan'), 'mae': float('nan'), 'clients': 0}
   state = eval_process.initialize()
   state = eval_process.set_model_weights(
       state, tff.learning.models.ModelWeights(trainable=list(weights), non_trainable=[]))

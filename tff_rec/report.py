@@ -18,13 +18,14 @@ from tff_rec import centralized
 from tff_rec import evaluation
 from tff_rec import model as model_lib
 from tff_rec import params as params_lib
+from tff_rec import progress
 from tff_rec import training
 
 MODELS = ('fedrecon', 'fedavg', 'centralized', 'popularity')
 COLUMNS = ('rmse', 'mae', 'hr@10', 'ndcg@10', 'recall@20')
 
 
-def evaluate_all(output_dir: str, *, split=None, log=print) -> dict:
+def evaluate_all(output_dir: str, *, split=None, log=progress.log_line) -> dict:
   """Metrics of every model, for training users and held-out users."""
   data_config = training.load_data_config(output_dir)
   if split is None:
@@ -55,9 +56,8 @@ def evaluate_all(output_dir: str, *, split=None, log=print) -> dict:
       'users': evaluation.popularity_metrics(scores, split.train, split.test, seed=seed),
       'heldout': evaluation.popularity_metrics(scores, split.heldout_train,
                                                split.heldout_test, seed=seed)}
-  baseline = split.global_mean()
-  errors = np.concatenate([split.test.ratings, split.heldout_test.ratings]) - baseline
-  results['global_mean_rmse'] = float(np.sqrt(np.mean(errors[:split.test.num_ratings] ** 2)))
+  errors = split.test.ratings - split.global_mean()
+  results['global_mean_rmse'] = float(np.sqrt(np.mean(errors ** 2)))
   results['split'] = {
       'training_users': len(split.train), 'heldout_users': len(split.heldout_train),
       'train_ratings': split.train.num_ratings, 'test_ratings': split.test.num_ratings,
@@ -187,7 +187,7 @@ def curves(output_dir: str, path: str, *, centralized_rmse=None):
   plt.close(figure)
 
 
-def write(output_dir: str, *, split=None, log=print) -> dict:
+def write(output_dir: str, *, split=None, log=progress.log_line) -> dict:
   """Evaluates, writes summary.json, report.md and curves.png; returns the results."""
   results = evaluate_all(output_dir, split=split, log=log)
   files.write_json(os.path.join(output_dir, 'summary.json'), summary(results))

@@ -31,9 +31,11 @@ from tff_rec import data as data_lib
 from tff_rec import evaluation
 from tff_rec import model as model_lib
 from tff_rec import params as params_lib
+from tff_rec import progress
 from tff_rec import split as split_lib
 
 ALGORITHMS = ('fedrecon', 'fedavg', 'centralized')
+
 FEDERATED = ('fedrecon', 'fedavg')
 
 
@@ -80,7 +82,7 @@ class TrainConfig:
                                   batch_size=self.batch_size)
 
 
-def prepare(config: DataConfig, log=print) -> split_lib.Split:
+def prepare(config: DataConfig, log=progress.log_line) -> split_lib.Split:
   """Loads the ratings and splits them; reports what was skipped or dropped."""
   ratings = data_lib.load(config.data, skip_bad_lines=config.skip_bad_lines)
   log(f'data: {ratings.source}: {len(ratings):,} ratings, '
@@ -171,7 +173,8 @@ def user_factors(params: params_lib.MFParams, split: split_lib.Split,
 
 
 def train(*, data_config: DataConfig, train_config: TrainConfig, output_dir: str,
-          split: Optional[split_lib.Split] = None, log=print) -> params_lib.MFParams:
+          split: Optional[split_lib.Split] = None,
+          log=progress.log_line) -> params_lib.MFParams:
   """Trains `train_config.algorithm` (resuming if it can) and writes model.npz."""
   if train_config.algorithm not in ALGORITHMS:
     raise errors.InputError(f'--algorithm={train_config.algorithm}: expected one of '
@@ -240,4 +243,5 @@ def _train_federated(split, config: TrainConfig, run_dir: str, log):
       clients_per_round=config.clients_per_round, seed=config.seed,
       rounds_per_checkpoint=config.rounds_per_checkpoint, evaluate_fn=evaluate_fn,
       progress_keys=('loss', 'rmse', 'test_rmse'), log=log)
-  return to_params(result.state), config.rounds
+  # A directory already trained past `rounds` keeps (and reports) its newest state.
+  return to_params(result.state), max(config.rounds, result.resumed_from)
