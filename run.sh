@@ -1,9 +1,13 @@
 #!/usr/bin/env bash
 # One entry point: builds .venv from the lock when needed, then runs the main job or the tests.
-#   ./run.sh            the main job on bundled real data (credit scoring, then recommendation)
-#   ./run.sh test [ARGS] pytest over tests/ (ARGS go to pytest)
-#   ./run.sh setup      install only
-#   ./run.sh help       this list
+#   ./run.sh             the main job on bundled real data: credit scoring, then recommendation
+#   ./run.sh test [ARGS] pytest over tests/ (ARGS go to pytest, e.g. -q or tests/test_credit.py)
+#   ./run.sh credit      only the credit-scoring demo (train + evaluate), outputs in runs/credit
+#   ./run.sh rec         only the recommendation demo (train + evaluate + one user's top 10), runs/rec
+#   ./run.sh compare     the NumPy baseline against TFF on the credit data (FedSGD, FedAvg, async), runs/compare
+#   ./run.sh setup       install only
+#   ./run.sh help        this list
+# Outputs go under runs/ (or $OUT).
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
@@ -52,16 +56,22 @@ PY
   echo "run.sh: environment ready." >&2
 }
 
-main_job() {
-  mkdir -p "$OUT"
-  "$VENV/bin/python" -m tff_credit.demo --output_dir="$OUT/credit"
+PY="$VENV/bin/python"
+credit() { "$PY" -m tff_credit.demo --output_dir="$OUT/credit"; }
+rec() { "$PY" -m tff_rec.demo --output_dir="$OUT/rec"; }
+compare() {
+  "$PY" -m numpy_fl.compare --data=credit --algorithm=fedsgd --rounds=50 --lr=0.5 --output_dir="$OUT/compare/fedsgd" \
+    --async_buffer=2 --delay_distribution=lognormal --target_fraction=0.99
+  "$PY" -m numpy_fl.compare --data=credit --algorithm=fedavg --rounds=20 --lr=0.1 --batch_size=32 \
+    --output_dir="$OUT/compare/fedavg"
 }
 
 cmd="${1:-main}"
 case "$cmd" in
-  main) setup; main_job ;;
+  main) setup; credit; rec ;;
+  credit|rec|compare) setup; "$cmd" ;;
   test) shift; setup; cd "$ROOT"; exec "$VENV/bin/python" -m pytest "$@" ;;
   setup) setup ;;
-  help|-h|--help) sed -n '2,6p' "$0" | sed 's/^# \{0,1\}//' ;;
-  *) echo "run.sh: unknown command '$cmd'" >&2; sed -n '2,6p' "$0" | sed 's/^# \{0,1\}//' >&2; exit 2 ;;
+  help|-h|--help) sed -n '2,10p' "$0" | sed 's/^# \{0,1\}//' ;;
+  *) echo "run.sh: unknown command '$cmd'" >&2; sed -n '2,10p' "$0" | sed 's/^# \{0,1\}//' >&2; exit 2 ;;
 esac

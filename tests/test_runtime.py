@@ -103,3 +103,25 @@ def test_installed_versions_are_the_locked_ones():
   for package in ('tensorflow', 'tensorflow-federated', 'jax', 'jaxlib', 'numpy', 'scipy'):
     assert importlib.metadata.version(package) == locked[package], package
   assert locked['tensorflow'] == '2.14.1' and locked['tensorflow-federated'] == '0.87.0'
+
+
+def test_dead_worker_is_reported_with_its_log_and_clean_stop_removes_log():
+  from tff_common import runtime  # pylint: disable=g-import-not-at-top
+  worker = runtime.Worker(max_concurrent_computation_calls=-1, log_path=None)
+  worker.start()
+  os.kill(worker.pid, signal.SIGKILL)
+  deadline = time.monotonic() + 10
+  with pytest.raises(RuntimeError, match='worker_binary exited') as error:
+    while time.monotonic() < deadline:
+      worker.stub()
+      time.sleep(0.05)
+  assert worker.log_path in str(error.value)
+  worker.stop()
+  assert os.path.exists(worker.log_path)  # a crash keeps its evidence
+  os.remove(worker.log_path)
+
+  clean = runtime.Worker(max_concurrent_computation_calls=-1, log_path=None)
+  clean.start()
+  pid = clean.pid
+  clean.stop()
+  assert not _pid_alive(pid) and not os.path.exists(clean.log_path)

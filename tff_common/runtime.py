@@ -67,6 +67,8 @@ class Worker:
   def __init__(self, *, max_concurrent_computation_calls: int,
                log_path: Optional[str]):
     self._max_calls = max_concurrent_computation_calls
+    # A temporary log is ours to delete once the worker stopped cleanly.
+    self._owns_log = log_path is None
     if log_path is None:
       fd, log_path = tempfile.mkstemp(prefix='tff_worker_', suffix='.log')
       os.close(fd)
@@ -117,13 +119,20 @@ class Worker:
     process, self._process = self._process, None
     if process is None or os.getpid() != self._owner_pid:
       return
-    if process.poll() is None:
+    # A worker that already exited on its own crashed: its log is evidence.
+    crashed = process.poll() is not None
+    if not crashed:
       process.terminate()
       try:
         process.wait(timeout)
       except subprocess.TimeoutExpired:
         process.kill()
         process.wait()
+    if self._owns_log and not crashed:
+      try:
+        os.remove(self.log_path)
+      except OSError:
+        pass
 
   def _death_message(self) -> str:
     code = self._process.returncode if self._process else None
