@@ -21,6 +21,7 @@ rec_flags.define_seed()
 flags.DEFINE_integer('rounds', 60, 'FedRecon rounds (demo budget).')
 flags.DEFINE_integer('fedavg_rounds', 40, 'FedAvg rounds (demo budget).')
 flags.DEFINE_integer('user', 15, 'The user whose top 10 is shown.')
+flags.adopt_module_key_flags(rec_flags)  # so that --help lists them
 FLAGS = flags.FLAGS
 
 

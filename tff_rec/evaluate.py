@@ -16,6 +16,7 @@ from tff_common import runtime
 from tff_rec import flags as rec_flags
 
 rec_flags.define_output_dir()
+flags.adopt_module_key_flags(rec_flags)  # so that --help lists them
 FLAGS = flags.FLAGS
 
 

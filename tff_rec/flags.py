@@ -37,7 +37,9 @@ def define_training_flags():
   flags.DEFINE_integer('rounds', _T.rounds, 'Total federated rounds (a rerun resumes).')
   flags.DEFINE_integer('clients_per_round', _T.clients_per_round, 'Users sampled per round.')
   flags.DEFINE_float('client_lr', _T.client_lr, 'Client SGD learning rate (global parameters).')
-  flags.DEFINE_float('server_lr', _T.server_lr, 'Server SGD learning rate.')
+  flags.DEFINE_float('server_lr', None, 'Server SGD learning rate. Default: ' + ', '.join(
+      f'{a} {lr:g}' for a, lr in training.DEFAULT_SERVER_LR.items()) +
+                     ' (see TrainConfig in tff_rec/training.py for why).')
   flags.DEFINE_float('recon_lr', _T.recon_lr, 'SGD learning rate of on-device reconstruction.')
   flags.DEFINE_integer('recon_epochs', _T.recon_epochs,
                        "Passes over the user's ratings to reconstruct their factors.")

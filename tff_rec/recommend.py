@@ -17,6 +17,7 @@ flags.DEFINE_integer('user', None, 'MovieLens user id.', required=True)
 flags.DEFINE_integer('n', 10, 'How many movies to recommend.')
 flags.DEFINE_enum('algorithm', 'fedrecon', ('fedrecon', 'fedavg', 'centralized'),
                   'Whose released item parameters to use.')
+flags.adopt_module_key_flags(rec_flags)  # so that --help lists them
 FLAGS = flags.FLAGS
 
 

@@ -21,6 +21,7 @@ rec_flags.define_output_dir()
 rec_flags.define_data_flags()
 rec_flags.define_training_flags()
 rec_flags.define_seed()
+flags.adopt_module_key_flags(rec_flags)  # so that --help lists them
 FLAGS = flags.FLAGS
 
 
