@@ -198,7 +198,8 @@ def train(*, data_config: DataConfig, train_config: TrainConfig, output_dir: str
   # be taken at another period; nothing else may change.
   _check_or_write(os.path.join(run_dir, 'train_config.json'),
                   {**dataclasses.asdict(train_config), 'rounds': None,
-                   'rounds_per_checkpoint': None}, 'training flags')
+                   'rounds_per_checkpoint': None,
+                   'server_lr': train_config.effective_server_lr()}, 'training flags')
   started = time.perf_counter()
   if train_config.algorithm == 'centralized':
     params = centralized.train_mf(
