@@ -56,3 +56,12 @@ def test_roc_curve_ends_at_one_one():
   assert (fpr[0], tpr[0]) == (0.0, 0.0) and (fpr[-1], tpr[-1]) == (1.0, 1.0)
   assert np.all(np.diff(fpr) >= 0) and np.all(np.diff(tpr) >= 0)
   assert np.trapz(tpr, fpr) == pytest.approx(metrics.auc([1, 0, 1, 0, 1], [0.9, 0.8, 0.7, 0.3, 0.3]))
+
+
+def test_auc_standard_error_by_hand():
+  # A = 0.8, 50 + 50 cases: Q1 = 0.8/1.2, Q2 = 1.28/1.8,
+  # var = (0.16 + 49 (Q1 - 0.64) + 49 (Q2 - 0.64)) / 2500 = 4.9511 / 2500.
+  assert metrics.auc_standard_error(0.8, 50, 50) == pytest.approx(np.sqrt(4.95111 / 2500), rel=1e-4)
+  assert metrics.auc_standard_error(None, 5, 5) is None
+  small = metrics.auc_standard_error(0.8, 6, 16)
+  assert small > 3 * metrics.auc_standard_error(0.8, 300, 800)

@@ -140,8 +140,8 @@ def render_report(summary: dict, bank_names: list[str]) -> str:
     row = summary[model]['pooled']
     lines.append(f'| {model} | ' + ' | '.join(_cell(row[k]) for k in REPORT_KEYS) + ' |')
   lines += ['', '## AUC per bank (each bank\'s own test rows)', '',
-            '| bank | train rows | test rows | local_only | federated | gain | centralized |',
-            '|---|---|---|---|---|---|---|']
+            '| bank | train rows | test rows | local_only | federated | gain | centralized | AUC s.e. |',
+            '|---|---|---|---|---|---|---|---|']
   notes = []
   for name in bank_names:
     info = setup['banks'][name]
@@ -150,7 +150,8 @@ def render_report(summary: dict, bank_names: list[str]) -> str:
     gain = None if fed_auc is None or local_auc is None else fed_auc - local_auc
     gain_text = 'n/a' if gain is None else f'{gain:+.4f}'
     lines.append(f"| {name} | {info['train_rows']} | {info['test_rows']} | {_cell(local_auc)} | "
-                 f"{_cell(fed_auc)} | {gain_text} | {_cell(summary['centralized']['banks'][name]['auc'])} |")
+                 f"{_cell(fed_auc)} | {gain_text} | {_cell(summary['centralized']['banks'][name]['auc'])} | "
+                 f"{_cell(summary['federated']['banks'][name]['auc_se'])} |")
     for note in summary['federated']['banks'][name]['notes']:
       notes.append(f'{name}: {note}')
   for model in MODELS:
@@ -165,7 +166,9 @@ def render_report(summary: dict, bank_names: list[str]) -> str:
     lines += ['', 'Banks: ' + '; '.join(descriptions) + '.']
   if notes:
     lines += ['', 'Notes: ' + '; '.join(notes) + '.']
-  lines += ['', 'KS and accuracy use the KS-optimal threshold of each model on each sample; PSI compares the '
+  lines += ['', 'AUC s.e.: the Hanley-McNeil standard error of the federated AUC on that bank\'s test rows; a gain '
+            'smaller than about twice it is within sampling noise.',
+            '', 'KS and accuracy use the KS-optimal threshold of each model on each sample; PSI compares the '
             "score distribution of a bank's train rows (deciles) with its test rows (< 0.1 stable, > 0.25 shifted)."]
   return '\n'.join(lines) + '\n'
 

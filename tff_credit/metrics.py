@@ -37,6 +37,20 @@ def _average_ranks(values: np.ndarray) -> np.ndarray:
   return ranks
 
 
+def auc_standard_error(auc_value: Optional[float], n_pos: int, n_neg: int) -> Optional[float]:
+  """Hanley & McNeil (1982) standard error of an AUC; how much a small test set can say.
+
+  On a few dozen rows it is 0.05-0.10: per-bank AUC differences smaller than
+  that are noise.
+  """
+  if auc_value is None or n_pos == 0 or n_neg == 0:
+    return None
+  a = auc_value
+  q1, q2 = a / (2 - a), 2 * a * a / (1 + a)
+  variance = (a * (1 - a) + (n_pos - 1) * (q1 - a * a) + (n_neg - 1) * (q2 - a * a)) / (n_pos * n_neg)
+  return float(np.sqrt(max(variance, 0.0)))
+
+
 def roc_curve(labels: np.ndarray, scores: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
   """(false positive rates, true positive rates, thresholds), thresholds falling.
 
@@ -108,7 +122,7 @@ def score_metrics(labels: np.ndarray, scores: np.ndarray,
                   train_scores: Optional[np.ndarray] = None) -> dict:
   """All report metrics of one model on one sample.
 
-  Returns a dict with auc, ks, gini, brier, log_loss, accuracy (at the
+  Returns a dict with auc, auc_se (its standard error), ks, gini, brier, log_loss, accuracy (at the
   KS-optimal threshold), threshold, psi (train vs this sample, if
   `train_scores` is given), n, bad_rate, and `notes` explaining any None.
   """
@@ -126,6 +140,7 @@ def score_metrics(labels: np.ndarray, scores: np.ndarray,
   accuracy = None if threshold is None else float(np.mean((scores >= threshold) == labels))
   return {
       'auc': auc_value,
+      'auc_se': auc_standard_error(auc_value, int(labels.sum()), int((1 - labels).sum())),
       'ks': ks_value,
       'gini': gini(auc_value),
       'brier': brier(labels, scores),
