@@ -242,3 +242,35 @@ def test_binaries_end_to_end(tmp_path):
   assert result.returncode == 2
   assert result.stderr.strip().splitlines()[-1].startswith(f'error: {bad}, line 2, column 3')
   assert not os.path.exists(tmp_path / 'bad_run')
+
+
+def test_kill_9_then_rerun_resumes_and_ends_equal(tmp_path):
+  import signal  # pylint: disable=g-import-not-at-top
+  import time  # pylint: disable=g-import-not-at-top
+  from tff_rec import params  # pylint: disable=g-import-not-at-top
+  data_path = synthetic.write(synthetic.synthetic_ratings(), str(tmp_path / 'ml'), 'ml-100k')
+  args = [f'--{k}={v}' for k, v in TINY.items()] + [f'--data={data_path}', '--rounds=6']
+  root = os.path.dirname(os.path.dirname(__file__))
+  killed = str(tmp_path / 'killed')
+  log_path = tmp_path / 'killed.log'
+  with open(log_path, 'w') as log:
+    process = subprocess.Popen([sys.executable, '-m', 'tff_rec.train', f'--output_dir={killed}',
+                                *args], stdout=log, stderr=subprocess.STDOUT, cwd=root)
+  deadline = time.monotonic() + 120
+  while 'round 3/6' not in log_path.read_text():
+    assert process.poll() is None and time.monotonic() < deadline, log_path.read_text()[-2000:]
+    time.sleep(0.1)
+  process.send_signal(signal.SIGKILL)
+  process.wait()
+  assert not os.path.exists(os.path.join(killed, 'fedrecon', 'model.npz'))
+  resumed = _run('tff_rec.train', f'--output_dir={killed}', *args)
+  assert resumed.returncode == 0, resumed.stderr[-2000:]
+  assert 'resuming from the checkpoint of round' in resumed.stdout
+  assert 'round 1/6' not in resumed.stdout
+  full = _run('tff_rec.train', f'--output_dir={tmp_path / "full"}', *args)
+  assert full.returncode == 0, full.stderr[-2000:]
+  a, _ = params.load(os.path.join(killed, 'fedrecon', 'model.npz'))
+  b, _ = params.load(os.path.join(tmp_path, 'full', 'fedrecon', 'model.npz'))
+  np.testing.assert_allclose(a.item_factors, b.item_factors, atol=1e-6)
+  np.testing.assert_allclose(a.item_bias, b.item_bias, atol=1e-6)
+  assert a.offset == pytest.approx(b.offset, abs=1e-6)
