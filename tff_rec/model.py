@@ -18,7 +18,6 @@ penalty as a second output column, `[prediction, penalty]`, which
 
 import collections
 
-import numpy as np
 import tensorflow as tf
 import tensorflow_federated as tff
 

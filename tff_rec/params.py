@@ -10,7 +10,6 @@ so they match what TFF's `build_fed_recon_eval` reconstructs.
 
 import dataclasses
 import json
-import os
 from typing import Optional, Sequence
 
 import numpy as np
@@ -76,10 +75,6 @@ def load(path: str) -> tuple[MFParams, dict]:
         user_bias=z['user_bias'] if 'user_bias' in z else None)
     metadata = json.loads(str(z['metadata']))
   return params, metadata
-
-
-def exists(path: str) -> bool:
-  return os.path.isfile(path)
 
 
 def reconstruct(params: MFParams, users: Sequence[tuple[np.ndarray, np.ndarray]], *,
