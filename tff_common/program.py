@@ -95,6 +95,11 @@ class Checkpoints:
     asyncio.run(self._manager.save(state, round_num))
 
 
+def print_flushed(line: str):
+  # Progress must show as it happens when stdout is a pipe or a file.
+  print(line, flush=True)
+
+
 def run_training(
     *,
     process: tff.learning.templates.LearningProcess,
@@ -107,7 +112,7 @@ def run_training(
     rounds_per_checkpoint: int = 1,
     evaluate_fn: Optional[MetricsFn] = None,
     progress_keys: Sequence[str] = ('loss',),
-    log: Callable[[str], None] = print,
+    log: Callable[[str], None] = print_flushed,
 ) -> TrainingResult:
   """Trains `process` for `total_rounds` rounds, resuming if checkpoints exist.
 

@@ -19,13 +19,14 @@ _OUTPUT_DIR = flags.DEFINE_string('output_dir', 'runs/credit', 'Where the run an
 def main(argv):
   del argv
   # pylint: disable=g-import-not-at-top
+  from tff_common import program
   from tff_credit import algorithms
   from tff_credit import evaluation
   from tff_credit import federation
   from tff_credit import training
   # pylint: enable=g-import-not-at-top
   started = time.perf_counter()
-  log = lambda line: print(line, flush=True)
+  log = program.print_flushed
   log('== Federated credit scoring: 5 banks (size skew), logistic regression, FedAvg ==')
   training.train(data=federation.DataConfig(), algorithm=algorithms.AlgorithmConfig(),
                  train_config=training.TrainConfig(), output_dir=_OUTPUT_DIR.value, log=log)

@@ -18,7 +18,7 @@ def main(argv):
   from tff_common import runtime  # pylint: disable=g-import-not-at-top
   from tff_credit import evaluation  # pylint: disable=g-import-not-at-top
   runtime.install_execution_context()
-  evaluation.evaluate(output_dir=_OUTPUT_DIR.value, log=lambda line: print(line, flush=True))
+  evaluation.evaluate(output_dir=_OUTPUT_DIR.value)
 
 
 if __name__ == '__main__':

@@ -26,6 +26,7 @@ import numpy as np
 import tensorflow as tf
 
 from tff_common import files
+from tff_common import program
 from tff_credit import federation as federation_lib
 from tff_credit import metrics as metrics_lib
 from tff_credit import model as model_lib
@@ -68,7 +69,7 @@ def baseline_budget(algorithm: str, train_config: training.TrainConfig, client_l
           'batch_size': train_config.batch_size, 'learning_rate': client_lr}
 
 
-def evaluate(*, output_dir: str, log: Callable[[str], None] = print) -> dict:
+def evaluate(*, output_dir: str, log: Callable[[str], None] = program.print_flushed) -> dict:
   """Scores the trained model and the baselines; writes report.md, roc.png, summary.json."""
   data_config, algorithm, train_config = training.load_config(output_dir)
   weights = training.load_weights(os.path.join(output_dir, training.WEIGHTS_FILE))

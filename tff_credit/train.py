@@ -68,8 +68,7 @@ def main(argv):
           model=_MODEL.value, rounds=_ROUNDS.value, clients_per_round=_CLIENTS_PER_ROUND.value,
           local_epochs=_LOCAL_EPOCHS.value, batch_size=_BATCH_SIZE.value,
           rounds_per_checkpoint=_ROUNDS_PER_CHECKPOINT.value, seed=_SEED.value),
-      output_dir=_OUTPUT_DIR.value,
-      log=lambda line: print(line, flush=True))
+      output_dir=_OUTPUT_DIR.value)
 
 
 if __name__ == '__main__':

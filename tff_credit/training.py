@@ -128,7 +128,7 @@ def federated_evaluator(fed: federation_lib.Federation, model_fn, *, batch_size:
 
 def train(*, data: federation_lib.DataConfig, algorithm: algorithms.AlgorithmConfig,
           train_config: TrainConfig, output_dir: str,
-          log: Callable[[str], None] = print) -> program.TrainingResult:
+          log: Callable[[str], None] = program.print_flushed) -> program.TrainingResult:
   """Builds the federation and the process, runs the rounds, saves the model."""
   runtime.install_execution_context()
   wanted = _config_json(data, algorithm, train_config)
