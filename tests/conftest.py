@@ -7,9 +7,13 @@ os.environ.setdefault('TF_CPP_MIN_LOG_LEVEL', '2')
 import pytest  # pylint: disable=g-import-not-at-top
 
 
-@pytest.fixture(scope='session')
+@pytest.fixture(scope='session', autouse=True)
 def tff_context():
-  """Installs TFF's C++ context with an owned worker; stopped at session end."""
+  """Installs TFF's C++ context with an owned worker; stopped at session end.
+
+  Autouse, so that no test can reach TFF's own default context, whose worker
+  would outlive pytest and hold the CI log pipe open.
+  """
   from tff_common import quiet  # pylint: disable=g-import-not-at-top
   quiet.import_tensorflow()
   from tff_common import runtime  # pylint: disable=g-import-not-at-top
