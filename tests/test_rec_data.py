@@ -131,3 +131,48 @@ def test_reconstruction_fits_a_users_ratings():
   np.testing.assert_allclose(p[0], true_p, atol=0.02)
   assert abs(b_u[0]) < 0.02
   assert not p[1].any() and b_u[1] == 0  # no ratings: nothing to rebuild
+
+
+def test_negatives_are_unrated_items_deterministic_in_the_seed():
+  rated = np.array([0, 3, 4, 9], np.int32)
+  ratings = np.array([4.0, 2.0, 5.0, 3.5], np.float32)
+  def draw(seed, user, round_num=None, k=2.0):
+    return params_lib.with_negatives(rated, ratings, num_items=40, negatives_per_rating=k,
+                                     negative_weight=0.1,
+                                     rng=params_lib.negatives_rng(seed, user, round_num))
+  items, targets, weights, is_rating = draw(0, 7)
+  real = is_rating == 1
+  np.testing.assert_array_equal(np.sort(items[real]), rated)
+  np.testing.assert_array_equal(targets[real][np.argsort(items[real])], ratings)
+  np.testing.assert_array_equal(weights[real], 1.0)
+  negatives = items[~real]
+  assert len(negatives) == 8 == len(set(negatives.tolist()))
+  assert not set(negatives.tolist()) & set(rated.tolist())
+  assert (targets[~real] == params_lib.NEGATIVE_TARGET).all()
+  np.testing.assert_allclose(weights[~real], 0.1)
+  for a, b in zip(draw(0, 7), (items, targets, weights, is_rating)):
+    np.testing.assert_array_equal(a, b)
+  for other in (draw(1, 7), draw(0, 8), draw(0, 7, round_num=0)):
+    assert set(other[0][other[3] == 0].tolist()) != set(negatives.tolist())
+  # Never more than the unrated items; none when turned off.
+  assert (draw(0, 7, k=100.0)[3] == 0).sum() == 36
+  assert (draw(0, 7, k=0.0)[3] == 0).sum() == 0
+
+
+def test_weighted_reconstruction_follows_the_weights():
+  rng = np.random.default_rng(0)
+  params = params_lib.MFParams(item_factors=rng.normal(size=(30, 4)).astype(np.float32),
+                               item_bias=np.zeros(30, np.float32), offset=3.0, l2=0.01)
+  items = np.arange(10)
+  ratings = rng.uniform(1, 5, size=10).astype(np.float32)
+  plain = params_lib.reconstruct(params, [(items, ratings)], lr=0.05, epochs=5, batch_size=4)
+  ones = params_lib.reconstruct(params, [(items, ratings, np.ones(10, np.float32))],
+                                lr=0.05, epochs=5, batch_size=4)
+  np.testing.assert_array_equal(plain[0], ones[0])
+  # Weighted examples with target 0 pull the user's bias down.
+  all_items = np.concatenate([items, np.arange(10, 20)])
+  targets = np.concatenate([ratings, np.zeros(10, np.float32)])
+  heavy = params_lib.reconstruct(
+      params, [(all_items, targets, np.r_[np.ones(10), np.full(10, 0.5)].astype(np.float32))],
+      lr=0.05, epochs=5, batch_size=4)
+  assert heavy[1][0] < plain[1][0]

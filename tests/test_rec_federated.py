@@ -11,7 +11,8 @@ import pytest
 from tff_rec import synthetic
 
 TINY = dict(clients_per_round=6, client_lr=0.2, server_lr=3.0, recon_lr=0.2, recon_epochs=3,
-            dim=4, batch_size=4, rounds_per_checkpoint=1, centralized_epochs=5)
+            dim=4, batch_size=4, rounds_per_checkpoint=1, centralized_epochs=5,
+            negatives_per_rating=1.0, negative_weight=0.1)
 
 
 @pytest.fixture(scope='module')
@@ -90,6 +91,40 @@ def test_client_data_builds_each_users_dataset_on_demand(tiny_split):
   assert sorted(order(3)) == sorted(part.items_of(k)) and not np.array_equal(order(3), order(4))
 
 
+def test_training_negatives_are_unrated_items_drawn_per_round(tiny_split):
+  from tff_rec import clients  # pylint: disable=g-import-not-at-top
+  part = tiny_split.train
+  k = 2
+  cid = str(part.users[k])
+  rated = set(part.items_of(k).tolist())
+  fn = clients.training_data_fn(part, batch_size=4, seed=0, num_items=tiny_split.num_items,
+                                negatives_per_rating=1.0, negative_weight=0.25)
+  def examples(round_num, fn=fn):
+    batches = list(fn([cid], round_num)[0].as_numpy_iterator())
+    return (np.concatenate([b['x']['item'] for b in batches]),
+            np.concatenate([b['y'] for b in batches]))
+  items, y = examples(3)
+  real = y[:, 2] == 1
+  # The ratings, unchanged, plus as many negatives: unrated items, target 0, weight 0.25.
+  assert sorted(items[real].tolist()) == sorted(rated)
+  np.testing.assert_array_equal(y[real, 1], 1.0)
+  negatives = items[~real]
+  assert len(negatives) == len(rated) and len(set(negatives.tolist())) == len(negatives)
+  assert not set(negatives.tolist()) & rated
+  np.testing.assert_array_equal(y[~real, 0], 0.0)
+  np.testing.assert_array_equal(y[~real, 1], 0.25)
+  # A pure function of (seed, round, user): same round same draw, next round a fresh one.
+  again, y_again = examples(3)
+  np.testing.assert_array_equal(again, items)
+  np.testing.assert_array_equal(y_again, y)
+  later, y_later = examples(4)
+  assert set(later[y_later[:, 2] == 0].tolist()) != set(negatives.tolist())
+  other = clients.training_data_fn(part, batch_size=4, seed=1, num_items=tiny_split.num_items,
+                                   negatives_per_rating=1.0, negative_weight=0.25)
+  items_1, y_1 = examples(3, fn=other)
+  assert set(items_1[y_1[:, 2] == 0].tolist()) != set(negatives.tolist())
+
+
 def test_no_user_embedding_or_bias_reaches_the_server(tff_context, tiny_split, monkeypatch):
   del tff_context
   from tff_rec import training  # pylint: disable=g-import-not-at-top
@@ -136,7 +171,7 @@ def test_fedrecon_lowers_loss_and_numpy_matches_federated_eval(tff_context, tiny
   weights = [trained.item_factors, trained.item_bias.reshape(-1, 1), np.float32(trained.offset)]
   federated = evaluation.federated_rating_metrics(
       eval_process=eval_process, weights=weights, train=tiny_split.train, test=tiny_split.test,
-      batch_size=config.batch_size)
+      recon=config.recon(), num_items=tiny_split.num_items)
   p, b_u = evaluation.reconstruct_part(trained, tiny_split.train, config.recon())
   local = evaluation.rating_metrics(trained, p, b_u, tiny_split.test)
   assert federated['rmse'] == pytest.approx(local['rmse'], abs=1e-4)

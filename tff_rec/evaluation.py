@@ -32,15 +32,31 @@ RECALL_K = 20
 
 @dataclasses.dataclass(frozen=True)
 class ReconConfig:
-  """How a device rebuilds its user factors (same as training used)."""
+  """How a device rebuilds its user factors (same as training used).
+
+  With `negatives_per_rating` > 0 the device adds imputed negatives (items it
+  has not rated, sampled from the vocabulary with a seed of (seed, user)) to
+  its ratings, as in training.
+  """
   lr: float
   epochs: int
   batch_size: int
+  negatives_per_rating: float = 0.0
+  negative_weight: float = 0.0
+  seed: int = 0
+
+  def examples(self, num_items: int, user: int, items: np.ndarray,
+               ratings: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """(items, targets, weights, is_rating) one device reconstructs from."""
+    return params_lib.with_negatives(
+        items, ratings, num_items=num_items, negatives_per_rating=self.negatives_per_rating,
+        negative_weight=self.negative_weight, rng=params_lib.negatives_rng(self.seed, user))
 
 
 def reconstruct_part(params: params_lib.MFParams, part: split_lib.UserRatings,
                      recon: ReconConfig) -> tuple[np.ndarray, np.ndarray]:
-  users = [(part.items_of(k), part.ratings_of(k)) for k in range(len(part))]
+  users = [recon.examples(params.num_items, int(part.users[k]), part.items_of(k),
+                          part.ratings_of(k)) for k in range(len(part))]
   return params_lib.reconstruct(params, users, lr=recon.lr, epochs=recon.epochs,
                                 batch_size=recon.batch_size)
 
@@ -118,13 +134,14 @@ def popularity_metrics(scores: np.ndarray, train: split_lib.UserRatings,
 
 
 def federated_rating_metrics(*, eval_process, weights, train: split_lib.UserRatings,
-                             test: split_lib.UserRatings, batch_size: int) -> dict[str, float]:
+                             test: split_lib.UserRatings, recon: ReconConfig,
+                             num_items: int) -> dict[str, float]:
   """RMSE / MAE from TFF's `build_fed_recon_eval`, one client per user with test ratings."""
   # pylint: disable=g-import-not-at-top
   import tensorflow_federated as tff
   from tff_rec import clients
   # pylint: enable=g-import-not-at-top
-  datasets = [clients.eval_dataset(train, test, k, batch_size=batch_size)
+  datasets = [clients.eval_dataset(train, test, k, recon=recon, num_items=num_items)
               for k in range(len(test)) if len(test.items_of(k))]
   if not datasets:
     return {'rmse': float('nan'), 'mae': float('nan'), 'clients': 0}

@@ -50,6 +50,13 @@ def define_training_flags():
   flags.DEFINE_string('aggregator', _T.aggregator, 'Aggregator (tff_common.aggregation.NAMES).')
   flags.DEFINE_integer('centralized_epochs', _T.centralized_epochs, 'Epochs of centralized MF.')
   flags.DEFINE_float('centralized_lr', _T.centralized_lr, 'Adam learning rate of centralized MF.')
+  flags.DEFINE_float('negatives_per_rating', _T.negatives_per_rating,
+                     'Implicit feedback: items the user has not rated, sampled on the device '
+                     'from the item vocabulary per rating (fresh each round) and trained '
+                     'towards a rating of 0 with weight --negative_weight, in training and '
+                     'in on-device reconstruction. 0: explicit ratings only.')
+  flags.DEFINE_float('negative_weight', _T.negative_weight,
+                     'Loss weight of an imputed negative (a rating weighs 1).')
   flags.DEFINE_float('centralized_l2', _T.centralized_l2,
                      'L2 penalty of centralized MF (Adam on pooled data overfits sooner '
                      'than federated SGD, so it is tuned on its own).')
@@ -75,4 +82,6 @@ def train_config(values) -> training.TrainConfig:
       batch_size=values.batch_size, seed=values.seed,
       rounds_per_checkpoint=values.rounds_per_checkpoint, aggregator=values.aggregator,
       centralized_epochs=values.centralized_epochs, centralized_lr=values.centralized_lr,
-      centralized_l2=values.centralized_l2)
+      centralized_l2=values.centralized_l2,
+      negatives_per_rating=values.negatives_per_rating,
+      negative_weight=values.negative_weight)

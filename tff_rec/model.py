@@ -14,10 +14,21 @@ error. TFF's reconstruction algorithms compute the loss from `(labels,
 predictions)` only, not from Keras regularizers, so the model emits the
 penalty as a second output column, `[prediction, penalty]`, which
 `RatingLoss` adds and the metrics ignore.
+
+Implicit feedback (weighted imputed negatives, WRMF / iALS style): a user's
+on-device dataset may also hold items the user has NOT rated, sampled on the
+device from the public item vocabulary (`clients.sample_negatives`), with
+target `NEGATIVE_TARGET` and a small weight. Labels therefore have three
+columns, `[target, weight, is_rating]`: the loss is the weighted squared error
+plus the weighted penalty, `weight * ((target - prediction)^2 + penalty)`
+(weight 1 for a real rating), and RMSE / MAE count real ratings only
+(`is_rating`). Without negatives every example is a real rating of weight 1
+and the loss is the plain per-rating one.
 """
 
 import collections
 
+import numpy as np
 import tensorflow as tf
 import tensorflow_federated as tff
 
@@ -30,6 +41,19 @@ GLOBAL_NAMES = (ITEM_FACTORS, ITEM_BIAS, OFFSET)
 # Every MovieLens release rates on a scale within [0.5, 5].
 MIN_RATING, MAX_RATING = 0.5, 5.0
 LOCAL_NAMES = (USER_FACTORS, USER_BIAS)
+# The rating an imputed (unrated, sampled) item is trained towards.
+NEGATIVE_TARGET = 0.0
+# Label columns.
+TARGET, WEIGHT, IS_RATING = 0, 1, 2
+LABEL_WIDTH = 3
+
+
+def labels(targets, weights=None, is_rating=None):
+  """`[N, 3]` float32 labels; defaults: weight 1, every example a real rating."""
+  targets = np.asarray(targets, np.float32).reshape(-1)
+  weights = np.ones_like(targets) if weights is None else np.asarray(weights, np.float32)
+  is_rating = np.ones_like(targets) if is_rating is None else np.asarray(is_rating, np.float32)
+  return np.stack([targets, weights.reshape(-1), is_rating.reshape(-1)], axis=-1)
 
 
 class Offset(tf.keras.layers.Layer):
@@ -50,7 +74,7 @@ class Offset(tf.keras.layers.Layer):
 
 
 class MatrixFactorization(tf.keras.Model):
-  """Predicts `[rating, penalty]` for batches of `{'item', ['user']}`.
+  """Predicts `[rating, penalty]` for batches of `{'item', ['user'], ['rated']}`.
 
   Without a 'user' input (Federated Reconstruction) every rating belongs to
   user row 0: the one local user of the client.
@@ -81,8 +105,18 @@ class MatrixFactorization(tf.keras.Model):
     b_i = tf.squeeze(self.item_bias(item), -1)
     p = self.user_factors(user)
     b_u = tf.squeeze(self.user_bias(user), -1)
-    prediction = self.offset(b_i) + b_i + b_u + tf.reduce_sum(p * q, -1)
-    penalty = self.l2 * (tf.reduce_sum(p * p, -1) + tf.square(b_u) +
+    # An imputed negative (rated = 0) is scored without the user's bias, and
+    # does not train the offset: b_u and the offset are the rating level,
+    # fitted to real ratings only. The negatives pull the item biases and
+    # factors of items users do not choose to rate below that level (what
+    # ranks) without dragging every predicted rating of the user down.
+    rated = (tf.cast(inputs['rated'], tf.float32) if 'rated' in inputs
+             else tf.ones_like(b_i))
+    offset = self.offset(b_i)
+    offset = rated * offset + (1.0 - rated) * tf.stop_gradient(offset)
+    user_bias = rated * b_u
+    prediction = offset + b_i + user_bias + tf.reduce_sum(p * q, -1)
+    penalty = self.l2 * (tf.reduce_sum(p * p, -1) + tf.square(user_bias) +
                          tf.reduce_sum(q * q, -1) + tf.square(b_i))
     return tf.stack([prediction, penalty], axis=-1)
 
@@ -91,14 +125,23 @@ class MatrixFactorization(tf.keras.Model):
 
 
 class RatingLoss(tf.keras.losses.Loss):
-  """Squared rating error plus the per-rating L2 penalty column."""
+  """Weighted squared error plus the weighted per-example L2 penalty column."""
 
   def __init__(self, name='rating_loss', **kwargs):
     super().__init__(name=name, **kwargs)
 
   def call(self, y_true, y_pred):
-    y_true = tf.cast(tf.reshape(y_true, [-1]), tf.float32)
-    return tf.square(y_true - y_pred[:, 0]) + y_pred[:, 1]
+    y_true = tf.cast(tf.reshape(y_true, [-1, LABEL_WIDTH]), tf.float32)
+    return y_true[:, WEIGHT] * (tf.square(y_true[:, TARGET] - y_pred[:, 0]) + y_pred[:, 1])
+
+
+def _rating_columns(y_true, sample_weight):
+  """(targets, weights): only real ratings count in the rating metrics."""
+  y_true = tf.cast(tf.reshape(y_true, [-1, LABEL_WIDTH]), tf.float32)
+  weight = y_true[:, IS_RATING]
+  if sample_weight is not None:
+    weight = weight * tf.cast(tf.reshape(sample_weight, [-1]), tf.float32)
+  return y_true[:, TARGET], weight
 
 
 def clipped_prediction(y_pred):
@@ -113,8 +156,8 @@ class RatingRMSE(tf.keras.metrics.RootMeanSquaredError):
     super().__init__(name=name, dtype=dtype)
 
   def update_state(self, y_true, y_pred, sample_weight=None):
-    return super().update_state(tf.reshape(y_true, [-1]), clipped_prediction(y_pred),
-                                sample_weight)
+    target, weight = _rating_columns(y_true, sample_weight)
+    return super().update_state(target, clipped_prediction(y_pred), weight)
 
 
 class RatingMAE(tf.keras.metrics.Mean):
@@ -124,8 +167,8 @@ class RatingMAE(tf.keras.metrics.Mean):
     super().__init__(name=name, dtype=dtype)
 
   def update_state(self, y_true, y_pred, sample_weight=None):
-    error = tf.abs(tf.cast(tf.reshape(y_true, [-1]), tf.float32) - clipped_prediction(y_pred))
-    return super().update_state(error, sample_weight)
+    target, weight = _rating_columns(y_true, sample_weight)
+    return super().update_state(tf.abs(target - clipped_prediction(y_pred)), weight)
 
 
 def metrics_fn():
@@ -136,16 +179,18 @@ def recon_input_spec():
   """Batches of one user's ratings; `is_test` marks evaluation-only batches."""
   return collections.OrderedDict(
       x=collections.OrderedDict(item=tf.TensorSpec([None], tf.int32),
+                                rated=tf.TensorSpec([None], tf.float32),
                                 is_test=tf.TensorSpec([None], tf.bool)),
-      y=tf.TensorSpec([None, 1], tf.float32))
+      y=tf.TensorSpec([None, LABEL_WIDTH], tf.float32))
 
 
 def global_input_spec():
   """Batches that name their user row (FedAvg over a global user table)."""
   return collections.OrderedDict(
       x=collections.OrderedDict(user=tf.TensorSpec([None], tf.int32),
-                                item=tf.TensorSpec([None], tf.int32)),
-      y=tf.TensorSpec([None, 1], tf.float32))
+                                item=tf.TensorSpec([None], tf.int32),
+                                rated=tf.TensorSpec([None], tf.float32)),
+      y=tf.TensorSpec([None, LABEL_WIDTH], tf.float32))
 
 
 def build_keras_model(*, num_items: int, num_users: int, dim: int, l2: float,

@@ -89,7 +89,7 @@ def _evaluate_mf(algorithm, params, split, config, *, seed):
                                 (heldout, split.heldout_train, split.heldout_test)):
       federated = evaluation.federated_rating_metrics(
           eval_process=eval_process, weights=weights, train=train, test=test,
-          batch_size=recon.batch_size)
+          recon=recon, num_items=split.num_items)
       result['rmse_on_device_check'] = result['rmse']
       result['rmse'], result['mae'] = federated['rmse'], federated['mae']
   return {'users': users, 'heldout': heldout}

@@ -27,9 +27,14 @@ class Recommendation:
 
 
 def top_n(params: params_lib.MFParams, items: np.ndarray, ratings: np.ndarray, *,
-          n: int, recon: evaluation.ReconConfig) -> tuple[np.ndarray, np.ndarray]:
-  """The n best-scored items the user has not rated, and their predicted ratings."""
-  p, b_u = params_lib.reconstruct(params, [(items, ratings)], lr=recon.lr,
+          n: int, recon: evaluation.ReconConfig, user: int = 0) -> tuple[np.ndarray, np.ndarray]:
+  """The n best-scored items the user has not rated, and their predicted ratings.
+
+  The device adds its own imputed negatives (seeded by `user`) when the model
+  was trained with them.
+  """
+  examples = recon.examples(params.num_items, user, items, ratings)
+  p, b_u = params_lib.reconstruct(params, [examples], lr=recon.lr,
                                   epochs=recon.epochs, batch_size=recon.batch_size)
   scores = params.scores(p[0], b_u)[0]
   best = ranking.top_k(scores, n, exclude=np.asarray(items, np.int64))
@@ -69,7 +74,7 @@ def recommend(output_dir: str, *, user: int, n: int = 10, algorithm: str = 'fedr
   except KeyError:
     raise errors.InputError(f'--user={user}: this user has no ratings of known items in the '
                             'data this model was trained on') from None
-  best, predicted = top_n(params, items, ratings, n=n, recon=config.recon())
+  best, predicted = top_n(params, items, ratings, n=n, recon=config.recon(), user=user)
   return [Recommendation(int(i), int(split.item_ids[i]), split.title(int(i)), float(r))
           for i, r in zip(best, predicted)], len(items)
 

@@ -80,6 +80,13 @@ class TrainConfig:
   centralized_epochs: int = 15
   centralized_lr: float = 0.003
   centralized_l2: float = 0.1
+  # Implicit feedback (see clients.py): imputed negatives per rating on each
+  # device, and their loss weight; 0 turns them off. Off by default: on the
+  # bundled data (30 FedRecon rounds, 1 negative per rating) weight 0.1 gave
+  # test RMSE 0.907 / HR@10 0.438 and weight 0.3 (server_lr 10) 0.922 / 0.455,
+  # below popularity's 0.658; weight 0.3 at server_lr 30 diverged.
+  negatives_per_rating: float = 0.0
+  negative_weight: float = 0.0
 
   def effective_server_lr(self) -> float:
     if self.server_lr is not None:
@@ -88,7 +95,9 @@ class TrainConfig:
 
   def recon(self) -> evaluation.ReconConfig:
     return evaluation.ReconConfig(lr=self.recon_lr, epochs=self.recon_epochs,
-                                  batch_size=self.batch_size)
+                                  batch_size=self.batch_size,
+                                  negatives_per_rating=self.negatives_per_rating,
+                                  negative_weight=self.negative_weight, seed=self.seed)
 
 
 def prepare(config: DataConfig, log=progress.log_line) -> split_lib.Split:
@@ -148,6 +157,9 @@ def load_train_config(output_dir: str, algorithm: str) -> TrainConfig:
     values = json.load(f)
   for key in ('rounds', 'rounds_per_checkpoint'):
     values.pop(key, None)  # not part of the stored settings (see `train`)
+  # Runs stored before implicit feedback existed trained without negatives.
+  values.setdefault('negatives_per_rating', 0.0)
+  values.setdefault('negative_weight', 0.0)
   return TrainConfig(**values)
 
 
@@ -205,7 +217,8 @@ def train(*, data_config: DataConfig, train_config: TrainConfig, output_dir: str
     params = centralized.train_mf(
         split, dim=train_config.dim, l2=train_config.centralized_l2,
         epochs=train_config.centralized_epochs, learning_rate=train_config.centralized_lr,
-        seed=train_config.seed, log=log)
+        seed=train_config.seed, negatives_per_rating=train_config.negatives_per_rating,
+        negative_weight=train_config.negative_weight, log=log)
     rounds = 0
     seconds = time.perf_counter() - started
   else:
@@ -233,7 +246,8 @@ def _train_federated(split, config: TrainConfig, run_dir: str, log):
   process, layers = build_process(split, config)
   client_data_fn = clients.training_data_fn(
       split.train, batch_size=config.batch_size, seed=config.seed,
-      global_user_table=config.algorithm == 'fedavg')
+      global_user_table=config.algorithm == 'fedavg', num_items=split.num_items,
+      negatives_per_rating=config.negatives_per_rating, negative_weight=config.negative_weight)
 
   def to_params(state):
     return params_lib.from_weights(algorithms_lib.trainable_weights(process, state),
