@@ -9,9 +9,9 @@ with a user table, trained by Adam on shuffled mini-batches.
 import numpy as np
 import tensorflow as tf
 
+from tff_common import program
 from tff_rec import model as model_lib
 from tff_rec import params as params_lib
-from tff_rec import progress
 from tff_rec import split as split_lib
 
 
@@ -33,7 +33,7 @@ def _epoch_examples(part: split_lib.UserRatings, *, num_items: int, epoch: int, 
 def train_mf(split: split_lib.Split, *, dim: int, l2: float, epochs: int = 15,
              learning_rate: float = 0.003, batch_size: int = 256, seed: int = 0,
              negatives_per_rating: float = 0.0, negative_weight: float = 0.0,
-             log=progress.log_line) -> params_lib.MFParams:
+             log=program.print_flushed) -> params_lib.MFParams:
   """Centralized biased MF on all training ratings (plus the same kind of imputed
   negatives as the federated clients, drawn afresh each epoch); returns its parameters."""
   tf.keras.utils.set_random_seed(seed)

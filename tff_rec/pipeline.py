@@ -8,7 +8,7 @@ directory, so rerunning resumes finished and unfinished steps alike.
 import dataclasses
 import time
 
-from tff_rec import progress
+from tff_common import program
 from tff_rec import report
 from tff_rec import topn
 from tff_rec import training
@@ -16,7 +16,7 @@ from tff_rec import training
 
 def run(*, output_dir: str, data_config: training.DataConfig,
         train_config: training.TrainConfig, fedavg_rounds: int, user: int, n: int = 10,
-        log=progress.log_line) -> dict:
+        log=program.print_flushed) -> dict:
   """Trains fedrecon, fedavg and centralized MF, evaluates, prints `user`'s top n."""
   started = time.perf_counter()
   split = training.prepare(data_config, log=log)

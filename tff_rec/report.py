@@ -13,19 +13,19 @@ import time
 import numpy as np
 
 from tff_common import files
+from tff_common import program
 from tff_rec import algorithms as algorithms_lib
 from tff_rec import centralized
 from tff_rec import evaluation
 from tff_rec import model as model_lib
 from tff_rec import params as params_lib
-from tff_rec import progress
 from tff_rec import training
 
 MODELS = ('fedrecon', 'fedavg', 'centralized', 'popularity')
 COLUMNS = ('rmse', 'mae', 'hr@10', 'ndcg@10', 'recall@20')
 
 
-def evaluate_all(output_dir: str, *, split=None, log=progress.log_line) -> dict:
+def evaluate_all(output_dir: str, *, split=None, log=program.print_flushed) -> dict:
   """Metrics of every model, for training users and held-out users."""
   data_config = training.load_data_config(output_dir)
   if split is None:
@@ -187,7 +187,7 @@ def curves(output_dir: str, path: str, *, centralized_rmse=None):
   plt.close(figure)
 
 
-def write(output_dir: str, *, split=None, log=progress.log_line) -> dict:
+def write(output_dir: str, *, split=None, log=program.print_flushed) -> dict:
   """Evaluates, writes summary.json, report.md and curves.png; returns the results."""
   results = evaluate_all(output_dir, split=split, log=log)
   files.write_json(os.path.join(output_dir, 'summary.json'), summary(results))

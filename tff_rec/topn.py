@@ -10,9 +10,9 @@ import dataclasses
 import numpy as np
 
 from tff_common import errors
+from tff_common import program
 from tff_rec import evaluation
 from tff_rec import params as params_lib
-from tff_rec import progress
 from tff_rec import ranking
 from tff_rec import split as split_lib
 from tff_rec import training
@@ -58,7 +58,7 @@ def user_ratings(split: split_lib.Split, user: int) -> tuple[np.ndarray, np.ndar
 
 def recommend(output_dir: str, *, user: int, n: int = 10, algorithm: str = 'fedrecon',
               split: split_lib.Split = None,
-              log=progress.log_line) -> tuple[list[Recommendation], int]:
+              log=program.print_flushed) -> tuple[list[Recommendation], int]:
   """Top-n for `user` with the model trained in `output_dir`; also returns their rating count."""
   path = training.model_path(output_dir, algorithm)
   try:

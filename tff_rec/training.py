@@ -31,7 +31,6 @@ from tff_rec import data as data_lib
 from tff_rec import evaluation
 from tff_rec import model as model_lib
 from tff_rec import params as params_lib
-from tff_rec import progress
 from tff_rec import split as split_lib
 
 ALGORITHMS = ('fedrecon', 'fedavg', 'centralized')
@@ -100,7 +99,7 @@ class TrainConfig:
                                   negative_weight=self.negative_weight, seed=self.seed)
 
 
-def prepare(config: DataConfig, log=progress.log_line) -> split_lib.Split:
+def prepare(config: DataConfig, log=program.print_flushed) -> split_lib.Split:
   """Loads the ratings and splits them; reports what was skipped or dropped."""
   ratings = data_lib.load(config.data, skip_bad_lines=config.skip_bad_lines)
   log(f'data: {ratings.source}: {len(ratings):,} ratings, '
@@ -195,7 +194,7 @@ def user_factors(params: params_lib.MFParams, split: split_lib.Split,
 
 def train(*, data_config: DataConfig, train_config: TrainConfig, output_dir: str,
           split: Optional[split_lib.Split] = None,
-          log=progress.log_line) -> params_lib.MFParams:
+          log=program.print_flushed) -> params_lib.MFParams:
   """Trains `train_config.algorithm` (resuming if it can) and writes model.npz."""
   if train_config.algorithm not in ALGORITHMS:
     raise errors.InputError(f'--algorithm={train_config.algorithm}: expected one of '
