@@ -150,3 +150,19 @@ def test_train_binary_bad_csv_exits_nonzero_and_writes_nothing(tmp_path):
   assert "line 602: column 'outcome' has label 'unknown'" in result.stderr
   assert 'Traceback' not in result.stderr
   assert not out.exists()
+
+
+def test_client_data_gives_each_bank_its_own_rows(tff_context, tmp_path):
+  del tff_context
+  from tff_credit import federation  # pylint: disable=g-import-not-at-top
+  path = _write_csv(tmp_path / 'loans.csv')
+  fed = federation.build_federation(federation.DataConfig(
+      data=str(path), label_column='outcome', positive_label='default', drop_columns=['id'],
+      banks=3, partition='size_skew', seed=0))
+  client_data = fed.client_data()
+  assert client_data.client_ids == ['bank_1', 'bank_2', 'bank_3']
+  for name in fed.bank_names:
+    rows = list(client_data.create_tf_dataset_for_client(name).as_numpy_iterator())
+    x, y = fed.train[name]
+    assert len(rows) == len(y)
+    np.testing.assert_array_equal(np.stack([r[0] for r in rows]), x)
