@@ -10,7 +10,6 @@ and centralized MF, then prints the comparison tables and --user's top 10.
 from absl import flags
 
 from tff_common import cli
-from tff_common import quiet
 from tff_common import runtime
 from tff_common import seeding
 from tff_rec import flags as rec_flags
@@ -30,7 +29,6 @@ FLAGS = flags.FLAGS
 
 def main(argv):
   del argv
-  quiet.import_tensorflow()
   # pylint: disable=g-import-not-at-top
   from tff_rec import pipeline
   from tff_rec import training

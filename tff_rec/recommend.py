@@ -9,7 +9,6 @@ fedrecon) and the user's own ratings only.
 from absl import flags
 
 from tff_common import cli
-from tff_common import quiet
 from tff_rec import flags as rec_flags
 
 rec_flags.define_output_dir()
@@ -23,7 +22,6 @@ FLAGS = flags.FLAGS
 
 def main(argv):
   del argv
-  quiet.import_tensorflow()
   from tff_rec import topn  # pylint: disable=g-import-not-at-top
   recommendations, rated = topn.recommend(FLAGS.output_dir, user=FLAGS.user, n=FLAGS.n,
                                           algorithm=FLAGS.algorithm)

@@ -12,7 +12,6 @@ every algorithm trained into one directory sees the same split.
 from absl import flags
 
 from tff_common import cli
-from tff_common import quiet
 from tff_common import runtime
 from tff_common import seeding
 from tff_rec import flags as rec_flags
@@ -27,7 +26,6 @@ FLAGS = flags.FLAGS
 
 def main(argv):
   del argv
-  quiet.import_tensorflow()
   from tff_rec import training  # pylint: disable=g-import-not-at-top
   seeding.set_seed(FLAGS.seed)
   runtime.install_execution_context()
