@@ -12,7 +12,7 @@ from tff_rec import synthetic
 
 TINY = dict(clients_per_round=6, client_lr=0.2, server_lr=3.0, recon_lr=0.2, recon_epochs=3,
             dim=4, batch_size=4, rounds_per_checkpoint=1, centralized_epochs=5,
-            negatives_per_rating=1.0, negative_weight=0.1)
+            negatives_per_rating=1.0, implicit_weight=5.0)
 
 
 @pytest.fixture(scope='module')
@@ -98,31 +98,29 @@ def test_training_negatives_are_unrated_items_drawn_per_round(tiny_split):
   cid = str(part.users[k])
   rated = set(part.items_of(k).tolist())
   fn = clients.training_data_fn(part, batch_size=4, seed=0, num_items=tiny_split.num_items,
-                                negatives_per_rating=1.0, negative_weight=0.25)
+                                negatives_per_rating=1.0)
   def examples(round_num, fn=fn):
     batches = list(fn([cid], round_num)[0].as_numpy_iterator())
     return (np.concatenate([b['x']['item'] for b in batches]),
             np.concatenate([b['y'] for b in batches]))
   items, y = examples(3)
-  real = y[:, 2] == 1
-  # The ratings, unchanged, plus as many negatives: unrated items, target 0, weight 0.25.
+  real = y[:, 1] == 1
+  # The ratings, unchanged, plus as many unrated items (is_rating 0).
   assert sorted(items[real].tolist()) == sorted(rated)
-  np.testing.assert_array_equal(y[real, 1], 1.0)
   negatives = items[~real]
   assert len(negatives) == len(rated) and len(set(negatives.tolist())) == len(negatives)
   assert not set(negatives.tolist()) & rated
-  np.testing.assert_array_equal(y[~real, 0], 0.0)
-  np.testing.assert_array_equal(y[~real, 1], 0.25)
+  np.testing.assert_array_equal(y[~real, 1], 0.0)
   # A pure function of (seed, round, user): same round same draw, next round a fresh one.
   again, y_again = examples(3)
   np.testing.assert_array_equal(again, items)
   np.testing.assert_array_equal(y_again, y)
   later, y_later = examples(4)
-  assert set(later[y_later[:, 2] == 0].tolist()) != set(negatives.tolist())
+  assert set(later[y_later[:, 1] == 0].tolist()) != set(negatives.tolist())
   other = clients.training_data_fn(part, batch_size=4, seed=1, num_items=tiny_split.num_items,
-                                   negatives_per_rating=1.0, negative_weight=0.25)
+                                   negatives_per_rating=1.0)
   items_1, y_1 = examples(3, fn=other)
-  assert set(items_1[y_1[:, 2] == 0].tolist()) != set(negatives.tolist())
+  assert set(items_1[y_1[:, 1] == 0].tolist()) != set(negatives.tolist())
 
 
 def test_no_user_embedding_or_bias_reaches_the_server(tff_context, tiny_split, monkeypatch):
@@ -132,10 +130,13 @@ def test_no_user_embedding_or_bias_reaches_the_server(tff_context, tiny_split, m
   dim, num_items = TINY['dim'], tiny_split.num_items
   process, layers = training.build_process(tiny_split, _config(algorithm='fedrecon'))
   global_shapes = {(num_items, dim), (num_items, 1), ()}
-  # What clients send (the aggregated update) is exactly the item parameters.
+  # What clients send (the aggregated update) is exactly the item parameters
+  # of both heads and the offset.
   (sent,) = recording.value_types
-  assert sorted(_shapes(sent)) == sorted([(num_items, dim), (num_items, 1), ()])
-  assert layers == ['item_factors', 'item_bias', 'offset']
+  assert sorted(_shapes(sent)) == sorted([(num_items, dim), (num_items, 1), ()] +
+                                         [(num_items, dim), (num_items, 1)])
+  assert layers == ['item_factors', 'item_bias', 'offset', 'implicit_item_factors',
+                    'implicit_item_bias']
   # The server state and everything process.next takes or returns holds no
   # user-shaped tensor: user factors are [1, dim] and user bias [1, 1] on a client.
   state_shapes = set(_shapes(process.next.type_signature.result.state))
@@ -163,17 +164,13 @@ def test_fedrecon_lowers_loss_and_numpy_matches_federated_eval(tff_context, tiny
   assert len(rows) == 12 and last < first
   assert float(rows[-1]['client_work/train/loss']) < float(rows[0]['client_work/train/loss'])
   # The on-device (NumPy) reconstruction is the one TFF's evaluation runs.
-  eval_process = algorithms.build_fed_recon_eval(
-      model_fn=model.reconstruction_model_fn(num_items=tiny_split.num_items, dim=config.dim,
-                                             l2=config.l2, global_mean=tiny_split.global_mean(),
-                                             seed=config.seed),
-      recon_lr=config.recon_lr, recon_epochs=config.recon_epochs)
-  weights = [trained.item_factors, trained.item_bias.reshape(-1, 1), np.float32(trained.offset)]
   federated = evaluation.federated_rating_metrics(
-      eval_process=eval_process, weights=weights, train=tiny_split.train, test=tiny_split.test,
+      eval_process=training.build_eval_process(tiny_split, config),
+      weights=training.global_weights(trained), train=tiny_split.train, test=tiny_split.test,
       recon=config.recon(), num_items=tiny_split.num_items)
-  p, b_u = evaluation.reconstruct_part(trained, tiny_split.train, config.recon())
-  local = evaluation.rating_metrics(trained, p, b_u, tiny_split.test)
+  local = evaluation.rating_metrics(
+      trained, evaluation.reconstruct_part(trained, tiny_split.train, config.recon()),
+      tiny_split.test)
   assert federated['rmse'] == pytest.approx(local['rmse'], abs=1e-4)
   assert federated['mae'] == pytest.approx(local['mae'], abs=1e-4)
   saved, _ = params.load(training.model_path(str(tmp_path), 'fedrecon'))
@@ -204,17 +201,31 @@ def test_recommend_never_returns_a_rated_item(tiny_split):
   from tff_rec import evaluation, params, topn  # pylint: disable=g-import-not-at-top,multiple-imports
   rng = np.random.default_rng(0)
   n_items = tiny_split.num_items
-  model = params.MFParams(item_factors=rng.normal(size=(n_items, 4)).astype(np.float32),
-                          item_bias=rng.normal(size=n_items).astype(np.float32),
-                          offset=3.5, l2=0.01)
-  recon = evaluation.ReconConfig(lr=0.1, epochs=3, batch_size=4)
-  for user in tiny_split.train.users:
-    items, ratings = topn.user_ratings(tiny_split, int(user))
-    # Ask for more than remain: only unrated items come back, best first.
-    best, predicted = topn.top_n(model, items, ratings, n=n_items, recon=recon)
-    assert not set(best.tolist()) & set(items.tolist())
-    assert len(best) == n_items - len(set(items.tolist()))
-    assert np.all(np.diff(predicted) <= 1e-6)
+  rating_only = params.MFParams(item_factors=rng.normal(size=(n_items, 4)).astype(np.float32),
+                                item_bias=rng.normal(size=n_items).astype(np.float32),
+                                offset=3.5, l2=0.01)
+  two_head = params.MFParams(
+      **{**rating_only.__dict__,
+         'implicit_item_factors': rng.normal(size=(n_items, 4)).astype(np.float32),
+         'implicit_item_bias': rng.normal(size=n_items).astype(np.float32)})
+  for model, recon in (
+      (rating_only, evaluation.ReconConfig(lr=0.1, epochs=3, batch_size=4)),
+      (two_head, evaluation.ReconConfig(lr=0.1, epochs=3, batch_size=8, negatives_per_rating=1.0,
+                                        implicit_weight=5.0))):
+    for user in tiny_split.train.users:
+      items, ratings = topn.user_ratings(tiny_split, int(user))
+      # Ask for more than remain: only unrated items come back, best first.
+      best, predicted = topn.top_n(model, items, ratings, n=n_items, recon=recon, user=int(user))
+      assert not set(best.tolist()) & set(items.tolist())
+      assert len(best) == n_items - len(set(items.tolist()))
+      factors = recon.reconstruct(model, [recon.examples(n_items, int(user), items, ratings)])
+      ranked_by = model.ranking_scores(factors, 0)[best]
+      assert np.all(np.diff(ranked_by) <= 1e-6)
+      # The rating-only model ranks by predicted rating, the two-head one by its implicit head.
+      if model is rating_only:
+        np.testing.assert_allclose(np.clip(ranked_by, 0.5, 5.0), predicted, rtol=1e-5)
+      else:
+        np.testing.assert_allclose(ranked_by, model.rated_logits(factors.s[0], best)[0], rtol=1e-5)
 
 
 def _run(*args, timeout=240):

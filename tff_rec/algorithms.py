@@ -42,10 +42,11 @@ def evaluation_split_fn(*, recon_epochs: int):
 
 
 def build_fed_recon(*, model_fn, client_lr: float, server_lr: float, recon_lr: float,
-                    recon_epochs: int, aggregator: str = 'mean') -> tff.learning.templates.LearningProcess:
+                    recon_epochs: int, implicit_weight: float = 0.0,
+                    aggregator: str = 'mean') -> tff.learning.templates.LearningProcess:
   return tff.learning.algorithms.build_fed_recon(
       model_fn=model_fn,
-      loss_fn=model_lib.RatingLoss,
+      loss_fn=model_lib.loss_fn(implicit_weight),
       metrics_fn=model_lib.metrics_fn,
       server_optimizer_fn=tff.learning.optimizers.build_sgdm(learning_rate=server_lr),
       client_optimizer_fn=tff.learning.optimizers.build_sgdm(learning_rate=client_lr),
@@ -54,11 +55,11 @@ def build_fed_recon(*, model_fn, client_lr: float, server_lr: float, recon_lr: f
       model_aggregator_factory=aggregation.build_aggregator(aggregator, weighted=True))
 
 
-def build_fed_recon_eval(*, model_fn, recon_lr: float,
-                         recon_epochs: int) -> tff.learning.templates.LearningProcess:
+def build_fed_recon_eval(*, model_fn, recon_lr: float, recon_epochs: int,
+                         implicit_weight: float = 0.0) -> tff.learning.templates.LearningProcess:
   return tff.learning.algorithms.build_fed_recon_eval(
       model_fn=model_fn,
-      loss_fn=model_lib.RatingLoss,
+      loss_fn=model_lib.loss_fn(implicit_weight),
       metrics_fn=model_lib.metrics_fn,
       reconstruction_optimizer_fn=tff.learning.optimizers.build_sgdm(learning_rate=recon_lr),
       dataset_split_fn=evaluation_split_fn(recon_epochs=recon_epochs))

@@ -5,12 +5,12 @@ sampled, so memory holds the ratings once and never a users x items matrix.
 Datasets are a pure function of (user, round, seed): a resumed run feeds the
 clients exactly what an uninterrupted run would.
 
-Implicit feedback: with `negatives_per_rating` > 0 each sampled user's dataset
-also holds imputed negatives, items the user has not rated, drawn on the
-device uniformly from the public item vocabulary (seed (seed, round, user))
-with a low target and weight `negative_weight` (`params.with_negatives`). They
-are trained on and reconstructed from on the device only: nothing new leaves
-it (the client still sends only its item-parameter delta).
+For the implicit head (`model.py`) each sampled user's dataset also holds
+`negatives_per_rating` x as many items the user has not rated, drawn on the
+device uniformly from the public item vocabulary (seed (seed, round, user);
+`params.with_negatives`). They are trained on and reconstructed from on the
+device only: nothing new leaves it (the client still sends only its
+item-parameter delta).
 """
 
 import collections
@@ -28,44 +28,42 @@ from tff_rec import split as split_lib
 def _examples(items, y, is_test) -> tf.data.Dataset:
   return tf.data.Dataset.from_tensor_slices(collections.OrderedDict(
       x=collections.OrderedDict(item=np.asarray(items, np.int32),
-                                rated=np.asarray(y[:, model_lib.IS_RATING], np.float32),
                                 is_test=np.asarray(is_test, bool)),
       y=y))
 
 
 def user_examples(part: split_lib.UserRatings, k: int, *, num_items: int = 0,
-                  negatives_per_rating: float = 0.0, negative_weight: float = 0.0,
-                  rng: np.random.Generator = None,
+                  negatives_per_rating: float = 0.0, rng: np.random.Generator = None,
                   global_user_table: bool = False) -> tf.data.Dataset:
-  """User k's ratings, one example each, in stored order, then any negatives.
+  """User k's ratings, one example each, in stored order (mixed with unrated
+  items when `negatives_per_rating` > 0).
 
   For the FedAvg model (`global_user_table`) an example names its user row k
   instead of carrying the `is_test` marker of the reconstruction model.
   """
   items, ratings = part.items_of(k), part.ratings_of(k)
   if negatives_per_rating > 0:
-    items, targets, weights, is_rating = params_lib.with_negatives(
+    items, targets, is_rating = params_lib.with_negatives(
         items, ratings, num_items=num_items, negatives_per_rating=negatives_per_rating,
-        negative_weight=negative_weight, rng=rng)
-    y = model_lib.labels(targets, weights, is_rating)
+        rng=rng)
+    y = model_lib.labels(targets, is_rating)
   else:
     y = model_lib.labels(ratings)
   if not global_user_table:
     return _examples(items, y, np.zeros(len(items), bool))
   return tf.data.Dataset.from_tensor_slices(collections.OrderedDict(
       x=collections.OrderedDict(user=np.full(len(items), k, np.int32),
-                                item=np.asarray(items, np.int32),
-                                rated=np.asarray(y[:, model_lib.IS_RATING], np.float32)),
+                                item=np.asarray(items, np.int32)),
       y=y))
 
 
 def eval_dataset(train: split_lib.UserRatings, test: split_lib.UserRatings, k: int, *,
                  recon: evaluation.ReconConfig, num_items: int) -> tf.data.Dataset:
-  """User k's train batches (to reconstruct from, with the device's negatives),
-  then test batches (to score: real test ratings only)."""
-  items, targets, weights, is_rating = recon.examples(
+  """User k's train batches (to reconstruct from, with the device's unrated
+  items), then test batches (to score: real test ratings only)."""
+  items, targets, is_rating = recon.examples(
       num_items, int(train.users[k]), train.items_of(k), train.ratings_of(k))
-  rebuild = _examples(items, model_lib.labels(targets, weights, is_rating),
+  rebuild = _examples(items, model_lib.labels(targets, is_rating),
                       np.zeros(len(items), bool)).batch(recon.batch_size)
   scored = _examples(test.items_of(k), model_lib.labels(test.ratings_of(k)),
                      np.ones(len(test.items_of(k)), bool)).batch(recon.batch_size)
@@ -93,10 +91,10 @@ def shuffle_seed(seed: int, round_num: int, client_id: str) -> int:
 
 def training_data_fn(part: split_lib.UserRatings, *, batch_size: int, seed: int,
                      global_user_table: bool = False, num_items: int = 0,
-                     negatives_per_rating: float = 0.0, negative_weight: float = 0.0):
+                     negatives_per_rating: float = 0.0):
   """`client_data_fn(sampled_ids, round_num)` for `tff_common.program.run_training`.
 
-  Each sampled user's examples (ratings, plus negatives drawn afresh each round
+  Each sampled user's examples (ratings, plus unrated items drawn afresh each round
   with a seed of (seed, round, user) when `negatives_per_rating` > 0) are
   shuffled with a seed of (seed, round, user) and batched; the order is fixed
   within the round, so reconstruction and training passes see the same batches.
@@ -107,7 +105,6 @@ def training_data_fn(part: split_lib.UserRatings, *, batch_size: int, seed: int,
       k = part.position(int(cid))
       dataset = user_examples(
           part, k, num_items=num_items, negatives_per_rating=negatives_per_rating,
-          negative_weight=negative_weight,
           rng=params_lib.negatives_rng(seed, int(cid), round_num),
           global_user_table=global_user_table)
       size = max(int(dataset.cardinality()), 1)

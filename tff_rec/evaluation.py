@@ -34,41 +34,46 @@ RECALL_K = 20
 class ReconConfig:
   """How a device rebuilds its user factors (same as training used).
 
-  With `negatives_per_rating` > 0 the device adds imputed negatives (items it
-  has not rated, sampled from the vocabulary with a seed of (seed, user)) to
-  its ratings, as in training.
+  With `negatives_per_rating` > 0 (models with the implicit head) the device
+  adds items it has not rated, sampled from the vocabulary with a seed of
+  (seed, user), to its ratings, as in training.
   """
   lr: float
   epochs: int
-  batch_size: int
+  batch_size: int             # examples (ratings and unrated items) per batch
   negatives_per_rating: float = 0.0
-  negative_weight: float = 0.0
+  implicit_weight: float = 0.0
   seed: int = 0
 
   def examples(self, num_items: int, user: int, items: np.ndarray,
-               ratings: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """(items, targets, weights, is_rating) one device reconstructs from."""
+               ratings: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(items, targets, is_rating) one device reconstructs from."""
     return params_lib.with_negatives(
         items, ratings, num_items=num_items, negatives_per_rating=self.negatives_per_rating,
-        negative_weight=self.negative_weight, rng=params_lib.negatives_rng(self.seed, user))
+        rng=params_lib.negatives_rng(self.seed, user))
+
+  def reconstruct(self, params: params_lib.MFParams, users) -> params_lib.UserFactors:
+    """Each device's parameters, rebuilt from its `examples`."""
+    return params_lib.reconstruct(params, users, lr=self.lr, epochs=self.epochs,
+                                  batch_size=self.batch_size,
+                                  implicit_weight=self.implicit_weight)
 
 
 def reconstruct_part(params: params_lib.MFParams, part: split_lib.UserRatings,
-                     recon: ReconConfig) -> tuple[np.ndarray, np.ndarray]:
-  users = [recon.examples(params.num_items, int(part.users[k]), part.items_of(k),
-                          part.ratings_of(k)) for k in range(len(part))]
-  return params_lib.reconstruct(params, users, lr=recon.lr, epochs=recon.epochs,
-                                batch_size=recon.batch_size)
+                     recon: ReconConfig) -> params_lib.UserFactors:
+  return recon.reconstruct(params, [
+      recon.examples(params.num_items, int(part.users[k]), part.items_of(k),
+                     part.ratings_of(k)) for k in range(len(part))])
 
 
-def rating_metrics(params: params_lib.MFParams, p: np.ndarray, b_u: np.ndarray,
+def rating_metrics(params: params_lib.MFParams, users: params_lib.UserFactors,
                    test: split_lib.UserRatings) -> dict[str, float]:
   """RMSE / MAE of clipped predictions over all of `test`'s ratings."""
   errors = []
   for k in range(len(test)):
     items = test.items_of(k)
     if len(items):
-      predicted = np.clip(params.scores(p[k], b_u[k:k + 1], items)[0],
+      predicted = np.clip(params.scores(users.p[k], users.b_u[k:k + 1], items)[0],
                           params_lib.MIN_RATING, params_lib.MAX_RATING)
       errors.append(predicted - test.ratings_of(k))
   errors = np.concatenate(errors) if errors else np.zeros(0)
@@ -117,13 +122,14 @@ def ranking_metrics(score_fn: Callable[[int], np.ndarray], train: split_lib.User
           f'recall@{RECALL_K}': float(np.mean(recalls)), 'ranked_users': len(hits)}
 
 
-def mf_metrics(params: params_lib.MFParams, p: np.ndarray, b_u: np.ndarray,
+def mf_metrics(params: params_lib.MFParams, users: params_lib.UserFactors,
                train: split_lib.UserRatings, test: split_lib.UserRatings, *,
                seed: int) -> dict[str, float]:
-  """Rating and ranking metrics of an MF model with user factors p, b_u."""
-  result = rating_metrics(params, p, b_u, test)
+  """Rating metrics of the rating head and ranking metrics of what the model
+  ranks by (`MFParams.ranking_scores`), for users with parameters `users`."""
+  result = rating_metrics(params, users, test)
   result.update(ranking_metrics(
-      lambda k: params.scores(p[k], b_u[k:k + 1])[0], train, test,
+      lambda k: params.ranking_scores(users, k), train, test,
       num_items=params.num_items, seed=seed))
   return result
 

@@ -45,18 +45,22 @@ def define_training_flags():
                        "Passes over the user's ratings to reconstruct their factors.")
   flags.DEFINE_integer('dim', _T.dim, 'Embedding dimension.')
   flags.DEFINE_float('l2', _T.l2, 'Per-rating L2 penalty on the factors and biases used.')
-  flags.DEFINE_integer('batch_size', _T.batch_size, 'Client batch size (ratings).')
+  flags.DEFINE_integer('batch_size', _T.batch_size,
+                       'Ratings per client batch; a batch also holds its share of unrated '
+                       'items (--negatives_per_rating per rating).')
   flags.DEFINE_integer('rounds_per_checkpoint', _T.rounds_per_checkpoint, 'Checkpoint period.')
   flags.DEFINE_string('aggregator', _T.aggregator, 'Aggregator (tff_common.aggregation.NAMES).')
   flags.DEFINE_integer('centralized_epochs', _T.centralized_epochs, 'Epochs of centralized MF.')
   flags.DEFINE_float('centralized_lr', _T.centralized_lr, 'Adam learning rate of centralized MF.')
   flags.DEFINE_float('negatives_per_rating', _T.negatives_per_rating,
-                     'Implicit feedback: items the user has not rated, sampled on the device '
-                     'from the item vocabulary per rating (fresh each round) and trained '
-                     'towards a rating of 0 with weight --negative_weight, in training and '
-                     'in on-device reconstruction. 0: explicit ratings only.')
-  flags.DEFINE_float('negative_weight', _T.negative_weight,
-                     'Loss weight of an imputed negative (a rating weighs 1).')
+                     'The implicit head ("will this user rate this item?", what top-N '
+                     'lists are ranked by): items the user has not rated, sampled on the '
+                     'device from the item vocabulary, per rating (fresh each round), in '
+                     'training and in on-device reconstruction. 0: no implicit head; '
+                     'top-N lists rank by predicted rating.')
+  flags.DEFINE_float('implicit_weight', _T.implicit_weight,
+                     "The implicit head's loss weight (its learning-rate multiplier).")
+  flags.DEFINE_float('implicit_l2', _T.implicit_l2, "The implicit head's L2 penalty.")
   flags.DEFINE_float('centralized_l2', _T.centralized_l2,
                      'L2 penalty of centralized MF (Adam on pooled data overfits sooner '
                      'than federated SGD, so it is tuned on its own).')
@@ -84,4 +88,4 @@ def train_config(values) -> training.TrainConfig:
       centralized_epochs=values.centralized_epochs, centralized_lr=values.centralized_lr,
       centralized_l2=values.centralized_l2,
       negatives_per_rating=values.negatives_per_rating,
-      negative_weight=values.negative_weight)
+      implicit_weight=values.implicit_weight, implicit_l2=values.implicit_l2)

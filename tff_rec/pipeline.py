@@ -30,9 +30,10 @@ def run(*, output_dir: str, data_config: training.DataConfig,
   results = report.write(output_dir, split=split, log=log)
   with open(f'{output_dir}/report.md') as f:
     log(f.read())
-  recommendations, rated = topn.recommend(output_dir, user=user, n=n, split=split, log=log)
+  recommendations, rated, ranked_by = topn.recommend(output_dir, user=user, n=n, split=split,
+                                                     log=log)
   log(f'== user {user}: factors rebuilt on the device from {rated} own ratings; '
-      f'top {n} unrated movies (fedrecon):')
+      f'top {n} unrated movies (fedrecon), ranked by {ranked_by}:')
   log(topn.format_table(recommendations))
   log(f'\ndemo wall time {time.perf_counter() - started:.0f} s; outputs in {output_dir}')
   return results

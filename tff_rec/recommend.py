@@ -23,10 +23,10 @@ FLAGS = flags.FLAGS
 def main(argv):
   del argv
   from tff_rec import topn  # pylint: disable=g-import-not-at-top
-  recommendations, rated = topn.recommend(FLAGS.output_dir, user=FLAGS.user, n=FLAGS.n,
-                                          algorithm=FLAGS.algorithm)
+  recommendations, rated, ranked_by = topn.recommend(
+      FLAGS.output_dir, user=FLAGS.user, n=FLAGS.n, algorithm=FLAGS.algorithm)
   print(f'user {FLAGS.user}: factors rebuilt on the device from {rated} own ratings; '
-        f'top {len(recommendations)} unrated movies ({FLAGS.algorithm}):')
+        f'top {len(recommendations)} unrated movies ({FLAGS.algorithm}), ranked by {ranked_by}:')
   print(topn.format_table(recommendations))
 
 

@@ -14,10 +14,8 @@ import numpy as np
 
 from tff_common import files
 from tff_common import program
-from tff_rec import algorithms as algorithms_lib
 from tff_rec import centralized
 from tff_rec import evaluation
-from tff_rec import model as model_lib
 from tff_rec import params as params_lib
 from tff_rec import training
 
@@ -50,6 +48,7 @@ def evaluate_all(output_dir: str, *, split=None, log=program.print_flushed) -> d
     results[algorithm] = _evaluate_mf(algorithm, params, split, config, seed=seed)
     results[algorithm]['train_seconds'] = metadata.get('seconds')
     results[algorithm]['rounds'] = metadata.get('rounds')
+    results[algorithm]['implicit'] = params.implicit
     log(f'{algorithm}: evaluated in {time.perf_counter() - started:.0f} s')
   scores = centralized.popularity(split)
   results['popularity'] = {
@@ -67,24 +66,17 @@ def evaluate_all(output_dir: str, *, split=None, log=program.print_flushed) -> d
 
 def _evaluate_mf(algorithm, params, split, config, *, seed):
   recon = config.recon()
-  if params.user_factors is not None:
-    p, b_u = params.user_factors, params.user_bias
-  else:
-    p, b_u = evaluation.reconstruct_part(params, split.train, recon)
-  users = evaluation.mf_metrics(params, p, b_u, split.train, split.test, seed=seed)
+  factors = training.user_factors(params, split, config)
+  users = evaluation.mf_metrics(params, factors, split.train, split.test, seed=seed)
   # New users are reconstructed on device under every model (fold-in).
-  hp, hb = evaluation.reconstruct_part(params, split.heldout_train, recon)
-  heldout = evaluation.mf_metrics(params, hp, hb, split.heldout_train, split.heldout_test,
-                                  seed=seed)
+  heldout = evaluation.mf_metrics(
+      params, evaluation.reconstruct_part(params, split.heldout_train, recon),
+      split.heldout_train, split.heldout_test, seed=seed)
   if algorithm == 'fedrecon':
     # The federated evaluation is the reported figure; the NumPy one above
     # must agree with it (same reconstruction), and is kept as a check.
-    eval_process = algorithms_lib.build_fed_recon_eval(
-        model_fn=model_lib.reconstruction_model_fn(
-            num_items=split.num_items, dim=config.dim, l2=config.l2,
-            global_mean=split.global_mean(), seed=config.seed),
-        recon_lr=recon.lr, recon_epochs=recon.epochs)
-    weights = [params.item_factors, params.item_bias.reshape(-1, 1), np.float32(params.offset)]
+    eval_process = training.build_eval_process(split, config)
+    weights = training.global_weights(params)
     for result, train, test in ((users, split.train, split.test),
                                 (heldout, split.heldout_train, split.heldout_test)):
       federated = evaluation.federated_rating_metrics(
@@ -134,6 +126,11 @@ def markdown(results: dict, output_dir: str) -> str:
       if name in results and results[name].get('train_seconds') is not None)
   skipped = ', '.join(f'{k} {v:,}' for k, v in s['unknown_items_skipped'].items()) or 'none'
   ranked = results.get('fedrecon', results['popularity'])
+  implicit = [name for name in training.ALGORITHMS if results.get(name, {}).get('implicit')]
+  ranking_by = ('The MF models rank by their implicit head ("will this user rate it?", '
+                'learned from\n  rated vs. unrated items sampled on each device), not by '
+                'predicted rating.' if implicit else
+                'The MF models rank by predicted rating (trained without the implicit head).')
   return f"""# Federated recommendation: {output_dir}
 
 {s['training_users']} training users ({s['train_ratings']:,} train / {s['test_ratings']:,} test ratings), \
@@ -146,6 +143,7 @@ the vocabulary, skipped: {skipped}.
 * HR@10 / NDCG@10: each user's latest test item rated >= 4 ranked among 99 items they never rated
   (the same seeded negatives for every model); {ranked['users'].get('ranked_users', 0)} training
   users and {ranked['heldout'].get('ranked_users', 0)} held-out users have such an item.
+  {ranking_by}
 * Recall@20: test items rated >= 4 found in the top 20 of the whole catalogue (train items excluded).
 
 ## Training users

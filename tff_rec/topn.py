@@ -28,17 +28,18 @@ class Recommendation:
 
 def top_n(params: params_lib.MFParams, items: np.ndarray, ratings: np.ndarray, *,
           n: int, recon: evaluation.ReconConfig, user: int = 0) -> tuple[np.ndarray, np.ndarray]:
-  """The n best-scored items the user has not rated, and their predicted ratings.
+  """The n items the user has not rated that the model ranks first, and their
+  predicted ratings.
 
-  The device adds its own imputed negatives (seeded by `user`) when the model
-  was trained with them.
+  The device rebuilds its parameters from its ratings (and, for a model with
+  the implicit head, unrated items it samples itself, seeded by `user`); items
+  are ranked by `MFParams.ranking_scores`.
   """
   examples = recon.examples(params.num_items, user, items, ratings)
-  p, b_u = params_lib.reconstruct(params, [examples], lr=recon.lr,
-                                  epochs=recon.epochs, batch_size=recon.batch_size)
-  scores = params.scores(p[0], b_u)[0]
-  best = ranking.top_k(scores, n, exclude=np.asarray(items, np.int64))
-  return best, np.clip(scores[best], params_lib.MIN_RATING, params_lib.MAX_RATING)
+  factors = recon.reconstruct(params, [examples])
+  best = ranking.top_k(params.ranking_scores(factors, 0), n, exclude=np.asarray(items, np.int64))
+  predicted = params.scores(factors.p[0], factors.b_u[:1], best)[0]
+  return best, np.clip(predicted, params_lib.MIN_RATING, params_lib.MAX_RATING)
 
 
 def user_ratings(split: split_lib.Split, user: int) -> tuple[np.ndarray, np.ndarray]:
@@ -58,8 +59,9 @@ def user_ratings(split: split_lib.Split, user: int) -> tuple[np.ndarray, np.ndar
 
 def recommend(output_dir: str, *, user: int, n: int = 10, algorithm: str = 'fedrecon',
               split: split_lib.Split = None,
-              log=program.print_flushed) -> tuple[list[Recommendation], int]:
-  """Top-n for `user` with the model trained in `output_dir`; also returns their rating count."""
+              log=program.print_flushed) -> tuple[list[Recommendation], int, str]:
+  """Top-n for `user` with the model trained in `output_dir`; also returns their
+  rating count and what the list is ranked by."""
   path = training.model_path(output_dir, algorithm)
   try:
     params, _ = params_lib.load(path)
@@ -75,11 +77,14 @@ def recommend(output_dir: str, *, user: int, n: int = 10, algorithm: str = 'fedr
     raise errors.InputError(f'--user={user}: this user has no ratings of known items in the '
                             'data this model was trained on') from None
   best, predicted = top_n(params, items, ratings, n=n, recon=config.recon(), user=user)
+  ranked_by = ('how likely the user is to pick each movie (the implicit head)'
+               if params.implicit else 'predicted rating')
   return [Recommendation(int(i), int(split.item_ids[i]), split.title(int(i)), float(r))
-          for i, r in zip(best, predicted)], len(items)
+          for i, r in zip(best, predicted)], len(items), ranked_by
 
 
 def format_table(recommendations: list[Recommendation]) -> str:
+  """One line per movie: rank, predicted rating (the rating head), title."""
   lines = [f'{"#":>3}  {"predicted":>9}  title']
   for rank, rec in enumerate(recommendations, start=1):
     lines.append(f'{rank:>3}  {rec.predicted_rating:>9.2f}  {rec.title} (id {rec.item_id})')

@@ -21,6 +21,8 @@ import os
 import time
 from typing import Optional
 
+import numpy as np
+
 from tff_common import errors
 from tff_common import files
 from tff_common import program
@@ -72,31 +74,49 @@ class TrainConfig:
   recon_epochs: int = 3
   dim: int = 32
   l2: float = 0.05
-  batch_size: int = 16
+  batch_size: int = 16          # ratings per batch (see examples_per_batch)
   seed: int = 0
   rounds_per_checkpoint: int = 10
   aggregator: str = 'mean'
   centralized_epochs: int = 15
   centralized_lr: float = 0.003
   centralized_l2: float = 0.1
-  # Implicit feedback (see clients.py): imputed negatives per rating on each
-  # device, and their loss weight; 0 turns them off. Off by default: on the
-  # bundled data (30 FedRecon rounds, 1 negative per rating) weight 0.1 gave
-  # test RMSE 0.907 / HR@10 0.438 and weight 0.3 (server_lr 10) 0.922 / 0.455,
-  # below popularity's 0.658; weight 0.3 at server_lr 30 diverged.
-  negatives_per_rating: float = 0.0
-  negative_weight: float = 0.0
+  # The implicit head (model.py): unrated items sampled on each device per
+  # rating (0: no implicit head; top-N then ranks by predicted rating), its
+  # loss weight, which is its learning-rate multiplier under SGD (the
+  # logistic loss's gradients are far smaller than squared rating errors),
+  # and its L2. Tuned on the bundled data with a NumPy simulation of FedRecon:
+  # 3 unrated items per rating beat 1 (HR@10 0.73 vs 0.68), an L2 of 0.05
+  # (the rating head's) cost 0.1 HR@10.
+  negatives_per_rating: float = 3.0
+  implicit_weight: float = 40.0
+  implicit_l2: float = 0.005
 
   def effective_server_lr(self) -> float:
     if self.server_lr is not None:
       return self.server_lr
     return DEFAULT_SERVER_LR.get(self.algorithm, 1.0)
 
+  @property
+  def implicit(self) -> bool:
+    return self.negatives_per_rating > 0
+
+  def examples_per_batch(self) -> int:
+    """A batch holds `batch_size` ratings and about `negatives_per_rating` x as
+    many unrated items, so the rating head's steps do not depend on them."""
+    return max(1, int(round(self.batch_size * (1 + self.negatives_per_rating))))
+
   def recon(self) -> evaluation.ReconConfig:
     return evaluation.ReconConfig(lr=self.recon_lr, epochs=self.recon_epochs,
-                                  batch_size=self.batch_size,
+                                  batch_size=self.examples_per_batch(),
                                   negatives_per_rating=self.negatives_per_rating,
-                                  negative_weight=self.negative_weight, seed=self.seed)
+                                  implicit_weight=self.implicit_weight, seed=self.seed)
+
+  def model_kwargs(self, split: split_lib.Split) -> dict:
+    """The model's shape and regularization, for `model.*_model_fn`."""
+    return dict(num_items=split.num_items, dim=self.dim, l2=self.l2,
+                global_mean=split.global_mean(), seed=self.seed, implicit=self.implicit,
+                implicit_l2=self.implicit_l2)
 
 
 def prepare(config: DataConfig, log=program.print_flushed) -> split_lib.Split:
@@ -156,26 +176,23 @@ def load_train_config(output_dir: str, algorithm: str) -> TrainConfig:
     values = json.load(f)
   for key in ('rounds', 'rounds_per_checkpoint'):
     values.pop(key, None)  # not part of the stored settings (see `train`)
-  # Runs stored before implicit feedback existed trained without negatives.
-  values.setdefault('negatives_per_rating', 0.0)
-  values.setdefault('negative_weight', 0.0)
   return TrainConfig(**values)
 
 
 def build_process(split: split_lib.Split, config: TrainConfig):
   """The learning process of `config.algorithm` and its variable layout."""
-  common = dict(num_items=split.num_items, dim=config.dim, l2=config.l2,
-                global_mean=split.global_mean(), seed=config.seed)
+  common = config.model_kwargs(split)
   if config.algorithm == 'fedrecon':
     process = algorithms_lib.build_fed_recon(
         model_fn=model_lib.reconstruction_model_fn(**common),
         client_lr=config.client_lr, server_lr=config.effective_server_lr(),
         recon_lr=config.recon_lr, recon_epochs=config.recon_epochs,
-        aggregator=config.aggregator)
-    return process, list(model_lib.GLOBAL_NAMES)
+        implicit_weight=config.implicit_weight, aggregator=config.aggregator)
+    return process, list(model_lib.global_names(config.implicit))
   if config.algorithm == 'fedavg':
     process = algorithms_lib.build_fed_avg(
-        model_fn=model_lib.global_model_fn(num_users=len(split.train), **common),
+        model_fn=model_lib.global_model_fn(num_users=len(split.train),
+                                           implicit_weight=config.implicit_weight, **common),
         client_lr=config.client_lr, server_lr=config.effective_server_lr(),
         aggregator=config.aggregator)
     keras_model = model_lib.build_keras_model(num_users=len(split.train),
@@ -184,11 +201,28 @@ def build_process(split: split_lib.Split, config: TrainConfig):
   raise ValueError(f'{config.algorithm!r} is not a federated algorithm')
 
 
+def build_eval_process(split: split_lib.Split, config: TrainConfig):
+  """TFF's `build_fed_recon_eval` for a model trained with `config`."""
+  return algorithms_lib.build_fed_recon_eval(
+      model_fn=model_lib.reconstruction_model_fn(**config.model_kwargs(split)),
+      recon_lr=config.recon_lr, recon_epochs=config.recon_epochs,
+      implicit_weight=config.implicit_weight)
+
+
+def global_weights(params: params_lib.MFParams) -> list:
+  """The global trainable weights of the reconstruction model, from `params`."""
+  weights = [params.item_factors, params.item_bias.reshape(-1, 1), np.float32(params.offset)]
+  if params.implicit:
+    weights += [params.implicit_item_factors, params.implicit_item_bias.reshape(-1, 1)]
+  return weights
+
+
 def user_factors(params: params_lib.MFParams, split: split_lib.Split,
-                 config: TrainConfig):
-  """Training users' factors: the model's table, or reconstructed on device."""
-  if params.user_factors is not None:
-    return params.user_factors, params.user_bias
+                 config: TrainConfig) -> params_lib.UserFactors:
+  """Training users' parameters: the model's table, or reconstructed on device."""
+  table = params.table()
+  if table is not None:
+    return table
   return evaluation.reconstruct_part(params, split.train, config.recon())
 
 
@@ -213,11 +247,7 @@ def train(*, data_config: DataConfig, train_config: TrainConfig, output_dir: str
                    'server_lr': train_config.effective_server_lr()}, 'training flags')
   started = time.perf_counter()
   if train_config.algorithm == 'centralized':
-    params = centralized.train_mf(
-        split, dim=train_config.dim, l2=train_config.centralized_l2,
-        epochs=train_config.centralized_epochs, learning_rate=train_config.centralized_lr,
-        seed=train_config.seed, negatives_per_rating=train_config.negatives_per_rating,
-        negative_weight=train_config.negative_weight, log=log)
+    params = centralized.train_mf(split, config=train_config, log=log)
     rounds = 0
     seconds = time.perf_counter() - started
   else:
@@ -225,8 +255,8 @@ def train(*, data_config: DataConfig, train_config: TrainConfig, output_dir: str
     seconds = _round_seconds(run_dir, rounds)
   params_lib.save(params, model_path(output_dir, train_config.algorithm),
                   algorithm=train_config.algorithm, rounds=rounds, seconds=seconds)
-  p, b_u = user_factors(params, split, train_config)
-  test = evaluation.rating_metrics(params, p, b_u, split.test)
+  test = evaluation.rating_metrics(params, user_factors(params, split, train_config),
+                                   split.test)
   log(f'{train_config.algorithm}: test RMSE {test["rmse"]:.4f} after '
       f'{rounds or train_config.centralized_epochs} {"rounds" if rounds else "epochs"} '
       f'({seconds:.0f} s of training); model in '
@@ -244,21 +274,21 @@ def _round_seconds(run_dir: str, rounds: int) -> float:
 def _train_federated(split, config: TrainConfig, run_dir: str, log):
   process, layers = build_process(split, config)
   client_data_fn = clients.training_data_fn(
-      split.train, batch_size=config.batch_size, seed=config.seed,
+      split.train, batch_size=config.examples_per_batch(), seed=config.seed,
       global_user_table=config.algorithm == 'fedavg', num_items=split.num_items,
-      negatives_per_rating=config.negatives_per_rating, negative_weight=config.negative_weight)
+      negatives_per_rating=config.negatives_per_rating)
 
   def to_params(state):
     return params_lib.from_weights(algorithms_lib.trainable_weights(process, state),
-                                   layers, l2=config.l2)
+                                   layers, l2=config.l2, implicit_l2=config.implicit_l2)
 
   def evaluate_fn(state, round_num):
     # Test RMSE of the released parameters after every round (NumPy,
     # on-device reconstruction): the learning curve in curves.png.
     del round_num
     params = to_params(state)
-    p, b_u = user_factors(params, split, config)
-    return {'test_rmse': evaluation.rating_metrics(params, p, b_u, split.test)['rmse']}
+    users = user_factors(params, split, config)
+    return {'test_rmse': evaluation.rating_metrics(params, users, split.test)['rmse']}
 
   result = program.run_training(
       process=process, client_ids=clients.client_ids(split.train),
