@@ -199,7 +199,7 @@ def test_numpy_reconstruction_is_the_keras_models_sgd():
   lr, epochs, batch_size, weight = 0.05, 3, 4, 7.0
   keras_model = model_lib.build_keras_model(
       num_items=25, num_users=1, dim=3, l2=params.l2, global_mean=params.offset,
-      implicit_l2=params.implicit_l2, with_user_input=False)
+      implicit=True, implicit_l2=params.implicit_l2, with_user_input=False)
   keras_model.item_factors.set_weights([params.item_factors])
   keras_model.item_bias.set_weights([params.item_bias[:, None]])
   keras_model.implicit_item_factors.set_weights([params.implicit_item_factors])

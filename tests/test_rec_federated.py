@@ -168,11 +168,14 @@ def test_fedrecon_lowers_loss_and_numpy_matches_federated_eval(tff_context, tiny
       eval_process=training.build_eval_process(tiny_split, config),
       weights=training.global_weights(trained), train=tiny_split.train, test=tiny_split.test,
       recon=config.recon(), num_items=tiny_split.num_items)
-  local = evaluation.rating_metrics(
-      trained, evaluation.reconstruct_part(trained, tiny_split.train, config.recon()),
-      tiny_split.test)
+  users = evaluation.reconstruct_part(trained, tiny_split.train, config.recon())
+  local = evaluation.rating_metrics(trained, users, tiny_split.test)
   assert federated['rmse'] == pytest.approx(local['rmse'], abs=1e-4)
   assert federated['mae'] == pytest.approx(local['mae'], abs=1e-4)
+  # ...for the implicit head too (what ranking uses; RMSE does not see it).
+  assert federated['rated_loss'] == pytest.approx(
+      evaluation.rated_loss(trained, users, tiny_split.test), abs=1e-4)
+  assert np.abs(users.s).max() > 0.01
   saved, _ = params.load(training.model_path(str(tmp_path), 'fedrecon'))
   np.testing.assert_array_equal(saved.item_factors, trained.item_factors)
 
@@ -256,6 +259,7 @@ def test_report_compares_the_four_models(tff_context, tiny_split, tmp_path):
   # NumPy reconstruction agrees with it.
   users = results['fedrecon']['users']
   assert users['rmse'] == pytest.approx(users['rmse_on_device_check'], abs=1e-4)
+  assert users['rated_loss'] == pytest.approx(users['rated_loss_on_device_check'], abs=1e-4)
   with open(os.path.join(out, 'report.md')) as f:
     text = f.read()
   assert '| centralized |' in text and '## Held-out users' in text
@@ -320,3 +324,28 @@ def test_kill_9_then_rerun_resumes_and_ends_equal(tmp_path):
   np.testing.assert_allclose(a.item_factors, b.item_factors, atol=1e-6)
   np.testing.assert_allclose(a.item_bias, b.item_bias, atol=1e-6)
   assert a.offset == pytest.approx(b.offset, abs=1e-6)
+
+
+def test_train_configs_of_older_versions_load_or_are_refused(tmp_path):
+  from tff_common import errors  # pylint: disable=g-import-not-at-top
+  from tff_rec import training  # pylint: disable=g-import-not-at-top
+  def stored(**values):
+    run = tmp_path / 'fedrecon'
+    run.mkdir(exist_ok=True)
+    (run / 'train_config.json').write_text(json.dumps(values))
+    return str(tmp_path)
+  # Before implicit feedback: a rating-only model, reconstructed as it was trained.
+  config = training.load_train_config(stored(algorithm='fedrecon', batch_size=16), 'fedrecon')
+  assert not config.implicit and config.examples_per_batch() == 16
+  assert config.recon().negatives_per_rating == 0 and config.recon().implicit_weight == 0
+  config = training.load_train_config(
+      stored(algorithm='fedrecon', negatives_per_rating=0.0, negative_weight=0.0), 'fedrecon')
+  assert not config.implicit
+  # Imputed negative ratings (the old scheme) cannot be evaluated as either head.
+  with pytest.raises(errors.InputError, match='older tff_rec'):
+    training.load_train_config(
+        stored(algorithm='fedrecon', negatives_per_rating=1.0, negative_weight=0.1), 'fedrecon')
+  # Either setting at 0 turns the head off everywhere.
+  assert training.TrainConfig().implicit
+  off = training.TrainConfig(implicit_weight=0.0)
+  assert not off.implicit and off.negatives() == 0 and off.examples_per_batch() == 16

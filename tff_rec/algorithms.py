@@ -2,17 +2,20 @@
 
 Federated Reconstruction (Singhal et al. 2021): each round the server
 broadcasts the global item parameters; each sampled client (1) rebuilds its
-user factors from zero on its own ratings with the item parameters frozen,
-(2) trains the item parameters with its user factors frozen, and (3) sends
-only the item-parameter delta. User factors never leave the device and are
-not kept between rounds. The server averages the deltas (weighted by
-ratings) through `tff_common.aggregation` and applies them with its optimizer.
+user parameters (both heads, `model.py`) from zero on its own examples (its
+ratings and the unrated items it sampled) with the item parameters frozen,
+(2) trains the item parameters with its user parameters frozen, and (3) sends
+only the item-parameter delta. User parameters never leave the device and are
+not kept between rounds. The server averages the deltas (weighted by the
+client's examples) through `tff_common.aggregation` and applies them with its
+optimizer.
 
 FedAvg over a global user table is here for comparison only: every user's
 row is part of the broadcast model and of every client's update, so the
 server receives (and keeps) every participating user's parameters.
 """
 
+import functools
 from typing import Any
 
 import tensorflow as tf
@@ -47,7 +50,7 @@ def build_fed_recon(*, model_fn, client_lr: float, server_lr: float, recon_lr: f
   return tff.learning.algorithms.build_fed_recon(
       model_fn=model_fn,
       loss_fn=model_lib.loss_fn(implicit_weight),
-      metrics_fn=model_lib.metrics_fn,
+      metrics_fn=functools.partial(model_lib.metrics_fn, implicit=implicit_weight > 0),
       server_optimizer_fn=tff.learning.optimizers.build_sgdm(learning_rate=server_lr),
       client_optimizer_fn=tff.learning.optimizers.build_sgdm(learning_rate=client_lr),
       reconstruction_optimizer_fn=tff.learning.optimizers.build_sgdm(learning_rate=recon_lr),
@@ -60,7 +63,7 @@ def build_fed_recon_eval(*, model_fn, recon_lr: float, recon_epochs: int,
   return tff.learning.algorithms.build_fed_recon_eval(
       model_fn=model_fn,
       loss_fn=model_lib.loss_fn(implicit_weight),
-      metrics_fn=model_lib.metrics_fn,
+      metrics_fn=functools.partial(model_lib.metrics_fn, implicit=implicit_weight > 0),
       reconstruction_optimizer_fn=tff.learning.optimizers.build_sgdm(learning_rate=recon_lr),
       dataset_split_fn=evaluation_split_fn(recon_epochs=recon_epochs))
 

@@ -3,7 +3,8 @@
 Both run in one Python process on the pooled training ratings of the
 training users (the same split the federation sees); nothing here is
 federated. Centralized MF is the same two-head model and loss as the federated
-ones, with user tables, trained by Adam on shuffled mini-batches.
+ones, with user tables, trained by Adam on shuffled mini-batches (Adam scales
+each parameter's steps itself, so `implicit_weight` matters little here).
 """
 
 import numpy as np
@@ -44,16 +45,16 @@ def train_mf(split: split_lib.Split, *, config, batch_size: int = 256,
   kwargs = {**config.model_kwargs(split), 'l2': config.centralized_l2}
   keras_model = model_lib.build_keras_model(num_users=len(part), with_user_input=True, **kwargs)
   keras_model.compile(optimizer=tf.keras.optimizers.Adam(config.centralized_lr),
-                      loss=model_lib.RatingLoss(config.implicit_weight),
+                      loss=model_lib.RatingLoss(config.loss_weight()),
                       metrics=[model_lib.RatingRMSE()])
   for epoch in range(config.centralized_epochs):
     users, items, labels = _epoch_examples(
         part, num_items=split.num_items, epoch=epoch, seed=config.seed,
-        negatives_per_rating=config.negatives_per_rating)
+        negatives_per_rating=config.negatives())
     dataset = tf.data.Dataset.from_tensor_slices((
         {'user': users, 'item': items}, labels)).shuffle(
             len(items), seed=config.seed + epoch, reshuffle_each_iteration=False).batch(
-                int(round(batch_size * (1 + config.negatives_per_rating))))
+                int(round(batch_size * (1 + config.negatives()))))
     history = keras_model.fit(dataset, epochs=1, verbose=0)
   log(f'centralized MF: {config.centralized_epochs} epochs, final train RMSE '
       f'{history.history["rmse"][-1]:.4f}')

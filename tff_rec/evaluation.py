@@ -2,14 +2,16 @@
 
 *   Rating prediction: RMSE and MAE over all test ratings. For Federated
     Reconstruction this runs as a federated computation
-    (`build_fed_recon_eval`): each client rebuilds its user factors from its
-    train ratings, then scores its test ratings; only metric sums leave it.
+    (`build_fed_recon_eval`): each client rebuilds its user parameters from its
+    train ratings (and unrated items it samples), then scores its test
+    ratings; only metric sums leave it.
 *   Ranking, leave-one-out: a user's latest liked (>= 4 stars) test item is
     ranked among 99 items the user never rated, sampled with a seed fixed per
     user; HR@10 and NDCG@10. Full catalogue: Recall@20 of the test items rated
-    >= 4, among all items the user has no train rating for.
+    >= 4, among all items the user has no train rating for. Models rank by
+    `MFParams.ranking_scores`: the implicit head when they have one.
 
-Users whose factors a model does not hold (every user under FedRecon;
+Users whose parameters a model does not hold (every user under FedRecon;
 held-out users under every model) get them by on-device reconstruction
 (`params.reconstruct`) from their train ratings.
 """
@@ -32,11 +34,14 @@ RECALL_K = 20
 
 @dataclasses.dataclass(frozen=True)
 class ReconConfig:
-  """How a device rebuilds its user factors (same as training used).
+  """How a device rebuilds its user parameters: the learning rate, passes and
+  batch size of training's reconstruction step.
 
   With `negatives_per_rating` > 0 (models with the implicit head) the device
-  adds items it has not rated, sampled from the vocabulary with a seed of
-  (seed, user), to its ratings, as in training.
+  adds items it has not rated, sampled from the vocabulary, to its ratings,
+  as in training; unlike training (fresh draws and a shuffle every round)
+  the draw is fixed by (seed, user) and the examples are not shuffled, so an
+  evaluation is repeatable.
   """
   lr: float
   epochs: int
@@ -81,6 +86,15 @@ def rating_metrics(params: params_lib.MFParams, users: params_lib.UserFactors,
     return {'rmse': float('nan'), 'mae': float('nan'), 'ratings': 0}
   return {'rmse': float(np.sqrt(np.mean(errors ** 2))),
           'mae': float(np.mean(np.abs(errors))), 'ratings': int(len(errors))}
+
+
+def rated_loss(params: params_lib.MFParams, users: params_lib.UserFactors,
+               test: split_lib.UserRatings) -> float:
+  """The implicit head's mean -log P(rated) over all of `test`'s ratings
+  (`model.RatedLoss` on test batches)."""
+  losses = [np.logaddexp(0.0, -params.rated_logits(users.s[k], test.items_of(k))[0])
+            for k in range(len(test)) if len(test.items_of(k))]
+  return float(np.mean(np.concatenate(losses))) if losses else float('nan')
 
 
 def ranking_metrics(score_fn: Callable[[int], np.ndarray], train: split_lib.UserRatings,
@@ -156,8 +170,11 @@ def federated_rating_metrics(*, eval_process, weights, train: split_lib.UserRati
       state, tff.learning.models.ModelWeights(trainable=list(weights), non_trainable=[]))
   output = eval_process.next(state, datasets)
   metrics = output.metrics['client_work']['eval']['current_round_metrics']
-  return {'rmse': float(metrics['rmse']), 'mae': float(metrics['mae']),
-          'clients': len(datasets)}
+  result = {'rmse': float(metrics['rmse']), 'mae': float(metrics['mae']),
+            'clients': len(datasets)}
+  if 'rated_loss' in metrics:
+    result['rated_loss'] = float(metrics['rated_loss'])
+  return result
 
 
 def nan_to_none(value):

@@ -107,8 +107,8 @@ class MatrixFactorization(tf.keras.Model):
   """
 
   def __init__(self, *, num_items: int, num_users: int, dim: int, l2: float,
-               global_mean: float, seed: int = 0, implicit: bool = True,
-               implicit_l2: float = 0.0):
+               global_mean: float, seed: int = 0, implicit: bool,
+               implicit_l2: float):
     super().__init__()
     self.l2 = l2
     self.implicit_l2 = implicit_l2
@@ -167,7 +167,7 @@ class RatingLoss(tf.keras.losses.Loss):
   their mean, not diluted by the unrated items beside them.
   """
 
-  def __init__(self, implicit_weight: float = 0.0, name='rating_loss', **kwargs):
+  def __init__(self, implicit_weight: float, name='rating_loss', **kwargs):
     super().__init__(name=name, **kwargs)
     self.implicit_weight = float(implicit_weight)
 
@@ -229,8 +229,26 @@ class RatingMAE(tf.keras.metrics.Mean):
     return super().update_state(tf.abs(target - clipped_prediction(y_pred)), weight)
 
 
-def metrics_fn():
-  return [RatingRMSE(), RatingMAE()]
+class RatedLoss(tf.keras.metrics.Mean):
+  """Mean logistic loss of the implicit head, rated (1) vs. unrated (0) items.
+
+  On test ratings alone (evaluation) it is the mean -log P(rated) of the
+  items the user went on to rate: how well the head anticipated them.
+  """
+
+  def __init__(self, name='rated_loss', dtype=None):
+    super().__init__(name=name, dtype=dtype)
+
+  def update_state(self, y_true, y_pred, sample_weight=None):
+    y_true = tf.cast(tf.reshape(y_true, [-1, LABEL_WIDTH]), tf.float32)
+    bce = tf.nn.sigmoid_cross_entropy_with_logits(labels=y_true[:, IS_RATING],
+                                                  logits=y_pred[:, RATED_LOGIT])
+    return super().update_state(bce, sample_weight)
+
+
+def metrics_fn(implicit: bool = False):
+  """The metrics of a model (with `implicit`, of both heads)."""
+  return [RatingRMSE(), RatingMAE()] + ([RatedLoss()] if implicit else [])
 
 
 def recon_input_spec():
@@ -250,8 +268,8 @@ def global_input_spec():
 
 
 def build_keras_model(*, num_items: int, num_users: int, dim: int, l2: float,
-                      global_mean: float, seed: int = 0, implicit: bool = True,
-                      implicit_l2: float = 0.0, with_user_input: bool) -> MatrixFactorization:
+                      global_mean: float, seed: int = 0, implicit: bool,
+                      implicit_l2: float, with_user_input: bool) -> MatrixFactorization:
   """A built (variables created) MatrixFactorization."""
   model = MatrixFactorization(num_items=num_items, num_users=num_users, dim=dim,
                               l2=l2, global_mean=global_mean, seed=seed, implicit=implicit,
@@ -264,8 +282,8 @@ def build_keras_model(*, num_items: int, num_users: int, dim: int, l2: float,
 
 
 def reconstruction_model_fn(*, num_items: int, dim: int, l2: float,
-                            global_mean: float, seed: int = 0, implicit: bool = True,
-                            implicit_l2: float = 0.0):
+                            global_mean: float, seed: int = 0, implicit: bool,
+                            implicit_l2: float):
   """A no-arg `model_fn` for `build_fed_recon` / `build_fed_recon_eval`."""
 
   def model_fn():
@@ -283,8 +301,8 @@ def reconstruction_model_fn(*, num_items: int, dim: int, l2: float,
 
 
 def global_model_fn(*, num_items: int, num_users: int, dim: int, l2: float,
-                    global_mean: float, seed: int = 0, implicit: bool = True,
-                    implicit_l2: float = 0.0, implicit_weight: float = 0.0):
+                    global_mean: float, seed: int = 0, implicit: bool,
+                    implicit_l2: float, implicit_weight: float):
   """A no-arg `model_fn` for FedAvg: every variable, user tables included, is global."""
 
   def model_fn():
@@ -293,7 +311,7 @@ def global_model_fn(*, num_items: int, num_users: int, dim: int, l2: float,
                                     seed=seed, implicit=implicit, implicit_l2=implicit_l2,
                                     with_user_input=True)
     return tff.learning.models.from_keras_model(
-        keras_model, loss=RatingLoss(implicit_weight), metrics=metrics_fn(),
+        keras_model, loss=RatingLoss(implicit_weight), metrics=metrics_fn(implicit),
         input_spec=global_input_spec())
 
   return model_fn

@@ -69,9 +69,12 @@ def _evaluate_mf(algorithm, params, split, config, *, seed):
   factors = training.user_factors(params, split, config)
   users = evaluation.mf_metrics(params, factors, split.train, split.test, seed=seed)
   # New users are reconstructed on device under every model (fold-in).
-  heldout = evaluation.mf_metrics(
-      params, evaluation.reconstruct_part(params, split.heldout_train, recon),
-      split.heldout_train, split.heldout_test, seed=seed)
+  heldout_factors = evaluation.reconstruct_part(params, split.heldout_train, recon)
+  heldout = evaluation.mf_metrics(params, heldout_factors, split.heldout_train,
+                                  split.heldout_test, seed=seed)
+  if params.implicit:
+    users['rated_loss'] = evaluation.rated_loss(params, factors, split.test)
+    heldout['rated_loss'] = evaluation.rated_loss(params, heldout_factors, split.heldout_test)
   if algorithm == 'fedrecon':
     # The federated evaluation is the reported figure; the NumPy one above
     # must agree with it (same reconstruction), and is kept as a check.
@@ -84,6 +87,10 @@ def _evaluate_mf(algorithm, params, split, config, *, seed):
           recon=recon, num_items=split.num_items)
       result['rmse_on_device_check'] = result['rmse']
       result['rmse'], result['mae'] = federated['rmse'], federated['mae']
+      if 'rated_loss' in federated:
+        # The implicit head's reconstruction (what ranking uses) checked the same way.
+        result['rated_loss_on_device_check'] = result['rated_loss']
+        result['rated_loss'] = federated['rated_loss']
   return {'users': users, 'heldout': heldout}
 
 
@@ -127,10 +134,14 @@ def markdown(results: dict, output_dir: str) -> str:
   skipped = ', '.join(f'{k} {v:,}' for k, v in s['unknown_items_skipped'].items()) or 'none'
   ranked = results.get('fedrecon', results['popularity'])
   implicit = [name for name in training.ALGORITHMS if results.get(name, {}).get('implicit')]
-  ranking_by = ('The MF models rank by their implicit head ("will this user rate it?", '
-                'learned from\n  rated vs. unrated items sampled on each device), not by '
-                'predicted rating.' if implicit else
-                'The MF models rank by predicted rating (trained without the implicit head).')
+  rating_only = [name for name in training.ALGORITHMS
+                 if name in results and not results[name].get('implicit')]
+  ranking_by = ' '.join(filter(None, [
+      f'{", ".join(implicit)} rank by the implicit head ("will this user rate it?", learned '
+      'from\n  rated vs. unrated items sampled on each device), not by predicted rating.'
+      if implicit else '',
+      f'{", ".join(rating_only)} rank by predicted rating (no implicit head).'
+      if rating_only else '']))
   return f"""# Federated recommendation: {output_dir}
 
 {s['training_users']} training users ({s['train_ratings']:,} train / {s['test_ratings']:,} test ratings), \
@@ -139,7 +150,7 @@ the vocabulary, skipped: {skipped}.
 
 * RMSE / MAE: clipped predictions of every test rating (global-mean predictor:
   {results['global_mean_rmse']:.4f}). FedRecon's come from `build_fed_recon_eval`: each user's
-  factors are reconstructed on the device from their train ratings, then their test ratings scored.
+  parameters are reconstructed on the device from their train ratings, then their test ratings scored.
 * HR@10 / NDCG@10: each user's latest test item rated >= 4 ranked among 99 items they never rated
   (the same seeded negatives for every model); {ranked['users'].get('ranked_users', 0)} training
   users and {ranked['heldout'].get('ranked_users', 0)} held-out users have such an item.

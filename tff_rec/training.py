@@ -82,12 +82,14 @@ class TrainConfig:
   centralized_lr: float = 0.003
   centralized_l2: float = 0.1
   # The implicit head (model.py): unrated items sampled on each device per
-  # rating (0: no implicit head; top-N then ranks by predicted rating), its
-  # loss weight, which is its learning-rate multiplier under SGD (the
-  # logistic loss's gradients are far smaller than squared rating errors),
-  # and its L2. Tuned on the bundled data with a NumPy simulation of FedRecon:
-  # 3 unrated items per rating beat 1 (HR@10 0.73 vs 0.68), an L2 of 0.05
-  # (the rating head's) cost 0.1 HR@10.
+  # rating, its loss weight, which is its learning-rate multiplier under the
+  # federated runs' SGD (the logistic loss's gradients are far smaller than
+  # squared rating errors; Adam, in the centralized run, is insensitive to
+  # it), and its L2. Either of the first two at 0: no implicit head, and
+  # top-N lists rank by predicted rating. Chosen on the bundled data with a
+  # NumPy simulation of FedRecon (HR@10 after 100 rounds): 3 unrated items
+  # per rating beat 1 (0.73 vs 0.68); an L2 of 0.05 (the rating head's)
+  # instead of 0.005 cost 0.1.
   negatives_per_rating: float = 3.0
   implicit_weight: float = 40.0
   implicit_l2: float = 0.005
@@ -99,18 +101,27 @@ class TrainConfig:
 
   @property
   def implicit(self) -> bool:
-    return self.negatives_per_rating > 0
+    """Whether the model has (and trains) the implicit head."""
+    return self.negatives_per_rating > 0 and self.implicit_weight > 0
+
+  def negatives(self) -> float:
+    """Unrated items sampled per rating (none without the implicit head)."""
+    return self.negatives_per_rating if self.implicit else 0.0
+
+  def loss_weight(self) -> float:
+    """The implicit head's weight in the loss (0 without the head)."""
+    return self.implicit_weight if self.implicit else 0.0
 
   def examples_per_batch(self) -> int:
-    """A batch holds `batch_size` ratings and about `negatives_per_rating` x as
-    many unrated items, so the rating head's steps do not depend on them."""
-    return max(1, int(round(self.batch_size * (1 + self.negatives_per_rating))))
+    """A batch holds `batch_size` ratings and about `negatives()` x as many
+    unrated items, so the rating head's steps do not depend on them."""
+    return max(1, int(round(self.batch_size * (1 + self.negatives()))))
 
   def recon(self) -> evaluation.ReconConfig:
     return evaluation.ReconConfig(lr=self.recon_lr, epochs=self.recon_epochs,
                                   batch_size=self.examples_per_batch(),
-                                  negatives_per_rating=self.negatives_per_rating,
-                                  implicit_weight=self.implicit_weight, seed=self.seed)
+                                  negatives_per_rating=self.negatives(),
+                                  implicit_weight=self.loss_weight(), seed=self.seed)
 
   def model_kwargs(self, split: split_lib.Split) -> dict:
     """The model's shape and regularization, for `model.*_model_fn`."""
@@ -176,6 +187,14 @@ def load_train_config(output_dir: str, algorithm: str) -> TrainConfig:
     values = json.load(f)
   for key in ('rounds', 'rounds_per_checkpoint'):
     values.pop(key, None)  # not part of the stored settings (see `train`)
+  if 'implicit_weight' not in values:
+    # Stored by a tff_rec without the implicit head: a rating-only model,
+    # unless it was trained with the old imputed-negative targets.
+    if values.pop('negative_weight', 0.0) and values.get('negatives_per_rating', 0.0):
+      raise errors.InputError(
+          f'{output_dir}/{algorithm}: trained by an older tff_rec with imputed negative '
+          'ratings, which this version cannot evaluate; train again in a new --output_dir')
+    values.update(negatives_per_rating=0.0, implicit_weight=0.0)
   return TrainConfig(**values)
 
 
@@ -187,12 +206,12 @@ def build_process(split: split_lib.Split, config: TrainConfig):
         model_fn=model_lib.reconstruction_model_fn(**common),
         client_lr=config.client_lr, server_lr=config.effective_server_lr(),
         recon_lr=config.recon_lr, recon_epochs=config.recon_epochs,
-        implicit_weight=config.implicit_weight, aggregator=config.aggregator)
+        implicit_weight=config.loss_weight(), aggregator=config.aggregator)
     return process, list(model_lib.global_names(config.implicit))
   if config.algorithm == 'fedavg':
     process = algorithms_lib.build_fed_avg(
         model_fn=model_lib.global_model_fn(num_users=len(split.train),
-                                           implicit_weight=config.implicit_weight, **common),
+                                           implicit_weight=config.loss_weight(), **common),
         client_lr=config.client_lr, server_lr=config.effective_server_lr(),
         aggregator=config.aggregator)
     keras_model = model_lib.build_keras_model(num_users=len(split.train),
@@ -206,7 +225,7 @@ def build_eval_process(split: split_lib.Split, config: TrainConfig):
   return algorithms_lib.build_fed_recon_eval(
       model_fn=model_lib.reconstruction_model_fn(**config.model_kwargs(split)),
       recon_lr=config.recon_lr, recon_epochs=config.recon_epochs,
-      implicit_weight=config.implicit_weight)
+      implicit_weight=config.loss_weight())
 
 
 def global_weights(params: params_lib.MFParams) -> list:
@@ -276,7 +295,7 @@ def _train_federated(split, config: TrainConfig, run_dir: str, log):
   client_data_fn = clients.training_data_fn(
       split.train, batch_size=config.examples_per_batch(), seed=config.seed,
       global_user_table=config.algorithm == 'fedavg', num_items=split.num_items,
-      negatives_per_rating=config.negatives_per_rating)
+      negatives_per_rating=config.negatives())
 
   def to_params(state):
     return params_lib.from_weights(algorithms_lib.trainable_weights(process, state),
