@@ -18,7 +18,7 @@ rec_flags.define_output_dir()
 rec_flags.define_data_flags()
 rec_flags.define_seed()
 # Demo budget: half the default 100 rounds. On the bundled data FedRecon's test
-# RMSE is 0.901 after 50 rounds and 0.891 after 100 (bench/rec_train.sh), so
+# RMSE is 0.896 after 50 rounds and 0.888 after 100 (bench/rec_train.sh), so
 # the demo shows the same picture in about half the time.
 flags.DEFINE_integer('rounds', 50, 'FedRecon rounds (demo budget; tff_rec.train default: 100).')
 flags.DEFINE_integer('fedavg_rounds', 30, 'FedAvg rounds (demo budget).')
