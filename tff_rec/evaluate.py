@@ -11,7 +11,6 @@ OUTPUT_DIR/report.md, summary.json and curves.png, and prints the report.
 from absl import flags
 
 from tff_common import cli
-from tff_common import runtime
 from tff_rec import flags as rec_flags
 
 rec_flags.define_output_dir()
@@ -22,7 +21,6 @@ FLAGS = flags.FLAGS
 def main(argv):
   del argv
   from tff_rec import report  # pylint: disable=g-import-not-at-top
-  runtime.install_execution_context()
   report.write(FLAGS.output_dir)
   with open(f'{FLAGS.output_dir}/report.md') as f:
     print(f.read())

@@ -159,8 +159,10 @@ def federated_rating_metrics(*, eval_process, weights, train: split_lib.UserRati
   """RMSE / MAE from TFF's `build_fed_recon_eval`, one client per user with test ratings."""
   # pylint: disable=g-import-not-at-top
   import tensorflow_federated as tff
+  from tff_common import runtime
   from tff_rec import clients
   # pylint: enable=g-import-not-at-top
+  runtime.install_execution_context()
   datasets = [clients.eval_dataset(train, test, k, recon=recon, num_items=num_items)
               for k in range(len(test)) if len(test.items_of(k))]
   if not datasets:

@@ -1,5 +1,7 @@
 """Command-line flags shared by the tff_rec binaries (definitions only)."""
 
+import dataclasses
+
 from absl import flags
 
 from tff_rec import split as split_lib
@@ -70,22 +72,15 @@ def define_seed():
   flags.DEFINE_integer('seed', _D.seed, 'Seeds the split, sampling, shuffling and initialization.')
 
 
+def _from_flags(config_class, values):
+  """A config dataclass whose every field is the flag of the same name."""
+  return config_class(**{f.name: getattr(values, f.name)
+                         for f in dataclasses.fields(config_class)})
+
+
 def data_config(values) -> training.DataConfig:
-  return training.DataConfig(
-      data=values.data, skip_bad_lines=values.skip_bad_lines, split=values.split,
-      test_fraction=values.test_fraction,
-      heldout_users_fraction=values.heldout_users_fraction, seed=values.seed)
+  return _from_flags(training.DataConfig, values)
 
 
 def train_config(values) -> training.TrainConfig:
-  return training.TrainConfig(
-      algorithm=values.algorithm, rounds=values.rounds,
-      clients_per_round=values.clients_per_round, client_lr=values.client_lr,
-      server_lr=values.server_lr, recon_lr=values.recon_lr,
-      recon_epochs=values.recon_epochs, dim=values.dim, l2=values.l2,
-      batch_size=values.batch_size, seed=values.seed,
-      rounds_per_checkpoint=values.rounds_per_checkpoint, aggregator=values.aggregator,
-      centralized_epochs=values.centralized_epochs, centralized_lr=values.centralized_lr,
-      centralized_l2=values.centralized_l2,
-      negatives_per_rating=values.negatives_per_rating,
-      implicit_weight=values.implicit_weight, implicit_l2=values.implicit_l2)
+  return _from_flags(training.TrainConfig, values)

@@ -20,6 +20,7 @@ from typing import NamedTuple, Optional, Sequence
 import numpy as np
 
 from tff_common import files
+from tff_rec import ranking
 
 # Every MovieLens release rates within [0.5, 5]; predictions shown are clipped to it.
 MIN_RATING, MAX_RATING = 0.5, 5.0
@@ -35,18 +36,6 @@ def negatives_rng(seed: int, user: int, round_num: Optional[int] = None) -> np.r
   return np.random.default_rng([seed, int(round_num), int(user), NEGATIVES_TAG])
 
 
-def sample_negatives(num_items: int, rated: np.ndarray, count: int,
-                     rng: np.random.Generator) -> np.ndarray:
-  """`count` distinct items of the vocabulary not in `rated` (fewer if it runs out)."""
-  if count <= 0:
-    return np.zeros(0, np.int32)
-  mask = np.ones(num_items, bool)
-  mask[np.asarray(rated, np.int64)] = False
-  candidates = np.flatnonzero(mask)
-  count = min(count, len(candidates))
-  return np.sort(rng.choice(candidates, size=count, replace=False)).astype(np.int32)
-
-
 def with_negatives(items: np.ndarray, ratings: np.ndarray, *, num_items: int,
                    negatives_per_rating: float,
                    rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -59,7 +48,7 @@ def with_negatives(items: np.ndarray, ratings: np.ndarray, *, num_items: int,
   items = np.asarray(items, np.int32)
   ratings = np.asarray(ratings, np.float32)
   count = int(round(negatives_per_rating * len(items)))
-  negatives = sample_negatives(num_items, items, count, rng)
+  negatives = ranking.sample_negatives(num_items, items, count=count, rng=rng)
   n = len(negatives)
   if n == 0:
     return items, ratings, np.ones(len(items), np.float32)

@@ -32,8 +32,7 @@ def run(*, output_dir: str, data_config: training.DataConfig,
     log(f.read())
   recommendations, rated, ranked_by = topn.recommend(output_dir, user=user, n=n, split=split,
                                                      log=log)
-  log(f'== user {user}: factors rebuilt on the device from {rated} own ratings; '
-      f'top {n} unrated movies (fedrecon), ranked by {ranked_by}:')
-  log(topn.format_table(recommendations))
+  log('== ' + topn.format_table(recommendations, user=user, rated=rated, algorithm='fedrecon',
+                                ranked_by=ranked_by))
   log(f'\ndemo wall time {time.perf_counter() - started:.0f} s; outputs in {output_dir}')
   return results

@@ -28,10 +28,19 @@ def ndcg(rank: int, k: int) -> float:
 
 def sample_negatives(num_items: int, exclude: np.ndarray, *, count: int,
                      rng: np.random.Generator) -> np.ndarray:
-  """`count` distinct items not in `exclude`, uniformly (fewer if the catalogue runs out)."""
-  candidates = np.setdiff1d(np.arange(num_items), exclude, assume_unique=False)
+  """`count` distinct items not in `exclude`, uniformly (fewer if the catalogue
+  runs out), sorted.
+
+  Used for the evaluation's negatives and for the unrated items a device
+  samples for the implicit head (`params.with_negatives`).
+  """
+  if count <= 0:
+    return np.zeros(0, np.int32)
+  mask = np.ones(num_items, bool)
+  mask[np.asarray(exclude, np.int64)] = False
+  candidates = np.flatnonzero(mask)
   count = min(count, len(candidates))
-  return rng.choice(candidates, size=count, replace=False)
+  return np.sort(rng.choice(candidates, size=count, replace=False)).astype(np.int32)
 
 
 def top_k(scores: np.ndarray, k: int, *, exclude: np.ndarray = ()) -> np.ndarray:

@@ -25,9 +25,8 @@ def main(argv):
   from tff_rec import topn  # pylint: disable=g-import-not-at-top
   recommendations, rated, ranked_by = topn.recommend(
       FLAGS.output_dir, user=FLAGS.user, n=FLAGS.n, algorithm=FLAGS.algorithm)
-  print(f'user {FLAGS.user}: factors rebuilt on the device from {rated} own ratings; '
-        f'top {len(recommendations)} unrated movies ({FLAGS.algorithm}), ranked by {ranked_by}:')
-  print(topn.format_table(recommendations))
+  print(topn.format_table(recommendations, user=FLAGS.user, rated=rated,
+                          algorithm=FLAGS.algorithm, ranked_by=ranked_by))
 
 
 if __name__ == '__main__':

@@ -83,9 +83,12 @@ def recommend(output_dir: str, *, user: int, n: int = 10, algorithm: str = 'fedr
           for i, r in zip(best, predicted)], len(items), ranked_by
 
 
-def format_table(recommendations: list[Recommendation]) -> str:
-  """One line per movie: rank, predicted rating (the rating head), title."""
-  lines = [f'{"#":>3}  {"predicted":>9}  title']
+def format_table(recommendations: list[Recommendation], *, user: int, rated: int,
+                 algorithm: str, ranked_by: str) -> str:
+  """A heading, then one line per movie: rank, predicted rating (the rating head), title."""
+  lines = [f'user {user}: factors rebuilt on the device from {rated} own ratings; '
+           f'top {len(recommendations)} unrated movies ({algorithm}), ranked by {ranked_by}:',
+           f'{"#":>3}  {"predicted":>9}  title']
   for rank, rec in enumerate(recommendations, start=1):
     lines.append(f'{rank:>3}  {rec.predicted_rating:>9.2f}  {rec.title} (id {rec.item_id})')
   return '\n'.join(lines)

@@ -12,8 +12,6 @@ every algorithm trained into one directory sees the same split.
 from absl import flags
 
 from tff_common import cli
-from tff_common import runtime
-from tff_common import seeding
 from tff_rec import flags as rec_flags
 
 rec_flags.define_output_dir()
@@ -27,8 +25,6 @@ FLAGS = flags.FLAGS
 def main(argv):
   del argv
   from tff_rec import training  # pylint: disable=g-import-not-at-top
-  seeding.set_seed(FLAGS.seed)
-  runtime.install_execution_context()
   training.train(data_config=rec_flags.data_config(FLAGS),
                  train_config=rec_flags.train_config(FLAGS), output_dir=FLAGS.output_dir)
 

@@ -26,6 +26,7 @@ import numpy as np
 from tff_common import errors
 from tff_common import files
 from tff_common import program
+from tff_common import runtime
 from tff_rec import algorithms as algorithms_lib
 from tff_rec import centralized
 from tff_rec import clients
@@ -291,6 +292,7 @@ def _round_seconds(run_dir: str, rounds: int) -> float:
 
 
 def _train_federated(split, config: TrainConfig, run_dir: str, log):
+  runtime.install_execution_context()
   process, layers = build_process(split, config)
   client_data_fn = clients.training_data_fn(
       split.train, batch_size=config.examples_per_batch(), seed=config.seed,
