@@ -89,3 +89,22 @@ def test_torn_checkpoint_is_skipped(tff_context, tmp_path):
   os.makedirs(os.path.join(out, 'checkpoints', 'round_3'))
   result = program.run_training(total_rounds=3, **common)
   assert result.resumed_from == 2 and result.rounds_run == 1
+
+
+def test_a_run_directory_refuses_other_settings(tmp_path):
+  from tff_common import errors, files  # pylint: disable=g-import-not-at-top,multiple-imports
+  path = str(tmp_path / 'config.json')
+  settings = {'data': {'seed': 0}, 'train': {'rounds': 5, 'lr': 0.1}}
+  program.check_run_settings(path, settings)  # nothing stored yet: anything goes
+  files.write_json(path, settings)
+  program.check_run_settings(path, settings)
+  # More rounds continue the same run when the caller says so...
+  more = {'data': {'seed': 0}, 'train': {'rounds': 9, 'lr': 0.1}}
+  program.check_run_settings(path, more, ignore=('train/rounds',))
+  # ...anything else is refused, naming the setting, its old and new value.
+  with pytest.raises(errors.InputError, match=r'train/lr: 0.1 there, 0.2 now'):
+    program.check_run_settings(path, {'data': {'seed': 0}, 'train': {'rounds': 5, 'lr': 0.2}})
+  with pytest.raises(errors.InputError, match='train/rounds'):
+    program.check_run_settings(path, more)
+  with pytest.raises(errors.InputError, match='data/split'):
+    program.check_run_settings(path, {**settings, 'data': {'seed': 0, 'split': 'temporal'}})

@@ -17,6 +17,7 @@ federated round executed by TFF's runtime. What the program adds around it:
 
 import asyncio
 import dataclasses
+import json
 import os
 import shutil
 import time
@@ -25,6 +26,8 @@ from typing import Any, Optional
 
 import numpy as np
 import tensorflow_federated as tff
+
+from tff_common import errors
 
 MetricsFn = Callable[[Any, int], Mapping[str, float]]
 ClientDataFn = Callable[[Sequence[str], int], list]
@@ -41,6 +44,44 @@ def sample_clients(client_ids: Sequence[str], *, clients_per_round: Optional[int
   rng = np.random.default_rng([seed, round_num])
   chosen = rng.choice(len(ids), size=clients_per_round, replace=False)
   return [ids[i] for i in sorted(chosen)]
+
+
+def check_run_settings(path: str, settings: Mapping[str, Any], *,
+                       ignore: Sequence[str] = ()):
+  """Refuses to continue a run directory under other settings.
+
+  Compares `settings` (nested mappings allowed; keys compared as
+  'section/key') with the JSON a previous run stored at `path`, if any; keys
+  in `ignore` may differ (e.g. 'train/rounds': a rerun may train further).
+  Resuming a checkpoint under other hyperparameters would silently mix two
+  experiments. The caller stores `settings` once its inputs have been checked.
+
+  Raises:
+    errors.InputError: naming every setting that differs, old and new.
+  """
+  if not os.path.exists(path):
+    return
+  with open(path) as f:
+    previous = flatten_settings(json.load(f))
+  wanted = flatten_settings(settings)
+  changed = sorted(k for k in set(previous) | set(wanted)
+                   if k not in ignore and previous.get(k) != wanted.get(k))
+  if changed:
+    raise errors.InputError(
+        f'{path}: this output directory holds a run with other settings ('
+        + '; '.join(f'{k}: {previous.get(k)!r} there, {wanted.get(k)!r} now' for k in changed)
+        + '); use a new --output_dir or the same flags')
+
+
+def flatten_settings(settings: Mapping[str, Any], prefix: str = '') -> dict[str, Any]:
+  """{'train': {'rounds': 5}} -> {'train/rounds': 5}."""
+  flat = {}
+  for key, value in settings.items():
+    if isinstance(value, Mapping):
+      flat.update(flatten_settings(value, f'{prefix}{key}/'))
+    else:
+      flat[f'{prefix}{key}'] = value
+  return flat
 
 
 def flatten_metrics(metrics: Any, prefix: str = '') -> dict[str, float]:
@@ -143,10 +184,12 @@ def run_training(
     raise ValueError('rounds_per_checkpoint must be positive')
   os.makedirs(output_dir, exist_ok=True)
   checkpoints = Checkpoints(os.path.join(output_dir, 'checkpoints'))
-  csv_release = tff.program.CSVFileReleaseManager(
-      file_path=os.path.join(output_dir, 'metrics.csv'), key_fieldname='round')
-  tensorboard_release = tff.program.TensorBoardReleaseManager(
-      summary_dir=os.path.join(output_dir, 'tensorboard'))
+  releases = tff.program.GroupingReleaseManager([
+      tff.program.CSVFileReleaseManager(
+          file_path=os.path.join(output_dir, 'metrics.csv'), key_fieldname='round'),
+      tff.program.TensorBoardReleaseManager(
+          summary_dir=os.path.join(output_dir, 'tensorboard')),
+  ])
 
   initial_state = process.initialize()
   state, start_round = checkpoints.load_latest(initial_state)
@@ -171,8 +214,7 @@ def run_training(
     metrics['clients'] = float(len(sampled))
     metrics['seconds'] = time.perf_counter() - started
     history.append(metrics)
-    asyncio.run(csv_release.release(metrics, key=round_num))
-    asyncio.run(tensorboard_release.release(metrics, key=round_num))
+    asyncio.run(releases.release(metrics, key=round_num))
     if round_num % rounds_per_checkpoint == 0 or round_num == total_rounds:
       checkpoints.save(state, round_num)
     log(_progress_line(round_num, total_rounds, metrics, progress_keys))

@@ -29,6 +29,7 @@ from tff_common.errors import InputError
 from tff_credit import algorithms
 from tff_credit import federation as federation_lib
 from tff_credit import model as model_lib
+from tff_credit import preprocess
 
 
 @dataclasses.dataclass
@@ -65,25 +66,10 @@ def load_config(output_dir: str) -> tuple[federation_lib.DataConfig, algorithms.
           algorithms.AlgorithmConfig(**value['algorithm']), TrainConfig(**value['train']))
 
 
-def _check_same_experiment(output_dir: str, wanted: dict):
-  path = os.path.join(output_dir, CONFIG_FILE)
-  if not os.path.exists(path):
-    return
-  with open(path) as f:
-    saved = json.load(f)
-  # More (or fewer) rounds continue the same experiment; anything else would
-  # resume one experiment's checkpoint under another's settings.
-  differences = []
-  for section, values in wanted.items():
-    for key, value in values.items():
-      if section == 'train' and key == 'rounds':
-        continue
-      old = saved.get(section, {}).get(key)
-      if old != value:
-        differences.append(f'{key}: {old!r} there, {value!r} now')
-  if differences:
-    raise InputError(f'{output_dir} holds a run with other settings ({"; ".join(differences)}); '
-                     'use a new --output_dir or the same flags')
+def load_schema(output_dir: str) -> preprocess.Schema:
+  """The encoding a trained model was trained with."""
+  with open(os.path.join(output_dir, SCHEMA_FILE)) as f:
+    return preprocess.Schema.from_json(json.load(f))
 
 
 def client_data_fn_for(fed: federation_lib.Federation, *, algorithm: str, train: TrainConfig
@@ -132,7 +118,9 @@ def train(*, data: federation_lib.DataConfig, algorithm: algorithms.AlgorithmCon
   """Builds the federation and the process, runs the rounds, saves the model."""
   runtime.install_execution_context()
   wanted = _config_json(data, algorithm, train_config)
-  _check_same_experiment(output_dir, wanted)
+  # More (or fewer) rounds continue the same experiment.
+  program.check_run_settings(os.path.join(output_dir, CONFIG_FILE), wanted,
+                             ignore=('train/rounds',))
   fed = federation_lib.build_federation(data)
   for line in fed.table.dropped:
     log(f'dropped: {line}')

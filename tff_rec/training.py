@@ -159,19 +159,11 @@ def model_path(output_dir: str, algorithm: str) -> str:
   return os.path.join(output_dir, algorithm, 'model.npz')
 
 
-def _check_or_write(path: str, config: dict, what: str):
-  """Refuses to mix runs of different settings in one directory."""
-  if os.path.exists(path):
-    with open(path) as f:
-      previous = json.load(f)
-    if previous != config:
-      changed = sorted(k for k in set(previous) | set(config) if previous.get(k) != config.get(k))
-      raise errors.InputError(
-          f'{path}: this output directory holds a run with other {what} '
-          f'({", ".join(f"{k}={previous.get(k)!r}" for k in changed)}; now '
-          f'{", ".join(f"{k}={config.get(k)!r}" for k in changed)}); use a new --output_dir')
-  else:
-    files.write_json(path, config)
+def _check_or_write(path: str, settings: dict):
+  """Refuses to mix runs of different settings in one directory; stores them."""
+  program.check_run_settings(path, settings)
+  if not os.path.exists(path):
+    files.write_json(path, settings)
 
 
 def load_data_config(output_dir: str) -> DataConfig:
@@ -256,7 +248,7 @@ def train(*, data_config: DataConfig, train_config: TrainConfig, output_dir: str
   if split is None:
     split = prepare(data_config, log=log)  # bad input stops us before anything is written
   os.makedirs(output_dir, exist_ok=True)
-  _check_or_write(data_config_path(output_dir), dataclasses.asdict(data_config), 'data flags')
+  _check_or_write(data_config_path(output_dir), dataclasses.asdict(data_config))
   run_dir = os.path.join(output_dir, train_config.algorithm)
   os.makedirs(run_dir, exist_ok=True)
   # The round count may grow between runs (train further) and checkpoints may
@@ -264,7 +256,7 @@ def train(*, data_config: DataConfig, train_config: TrainConfig, output_dir: str
   _check_or_write(os.path.join(run_dir, 'train_config.json'),
                   {**dataclasses.asdict(train_config), 'rounds': None,
                    'rounds_per_checkpoint': None,
-                   'server_lr': train_config.effective_server_lr()}, 'training flags')
+                   'server_lr': train_config.effective_server_lr()})
   started = time.perf_counter()
   if train_config.algorithm == 'centralized':
     params = centralized.train_mf(split, config=train_config, log=log)
