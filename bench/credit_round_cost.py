@@ -21,7 +21,6 @@ def main(argv):
   del argv
   # pylint: disable=g-import-not-at-top
   import numpy as np
-  import tensorflow as tf
   from tff_common import runtime
   from tff_credit import algorithms, evaluation, federation, model, training
   # pylint: enable=g-import-not-at-top
@@ -48,7 +47,6 @@ def main(argv):
   print(f'TFF FedAvg round over {_BANKS.value} banks ({len(y)} rows): median {round_s * 1000:.0f} ms')
   print(f'Keras fit epoch on the pooled rows:                 {keras_epoch * 1000:.0f} ms')
   print(f'ratio TFF round / Keras epoch: {round_s / keras_epoch:.2f}')
-  del tf
 
 
 if __name__ == '__main__':

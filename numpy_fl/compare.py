@@ -20,14 +20,18 @@ from absl import flags
 
 from tff_common import cli
 from tff_common.errors import InputError
+from tff_credit import banks
+from numpy_fl import asynchronous
+from numpy_fl import server
+from numpy_fl import tff_reference
 
 # Data
 _DATA = flags.DEFINE_enum('data', 'credit', ['credit', 'synthetic'],
                           'credit: the bundled credit data split into banks; '
                           "synthetic: the seed's linear regression problem.")
 _BANKS = flags.DEFINE_integer('banks', 5, 'Number of clients (banks).')
-_PARTITION = flags.DEFINE_string('partition', 'iid', 'How the credit data is split into banks '
-                                 '(tff_credit: iid, size_skew, label_skew, feature_skew).')
+_PARTITION = flags.DEFINE_enum('partition', 'iid', banks.PARTITIONS,
+                               "How the credit data is split into banks (tff_credit's partitions).")
 _FEATURES = flags.DEFINE_integer('synthetic_features', 10, 'Features of the synthetic problem.')
 _MODEL = flags.DEFINE_enum('model', None, ['linear', 'logistic'],
                            'Default: logistic for credit, linear for synthetic.')
@@ -35,7 +39,7 @@ _SEED = flags.DEFINE_integer('seed', 0, 'Seeds data split, initial weights and d
 
 # Algorithm
 _ALGORITHM = flags.DEFINE_enum('algorithm', 'fedsgd', ['fedsgd', 'fedavg'], 'What both engines run.')
-_WEIGHTING = flags.DEFINE_enum('weighting', 'uniform', ['uniform', 'num_examples'],
+_WEIGHTING = flags.DEFINE_enum('weighting', 'uniform', server.WEIGHTINGS,
                                "uniform: the seed's 1/K mean; num_examples: example-weighted.")
 _ROUNDS = flags.DEFINE_integer('rounds', None, 'Rounds; default 50 for fedsgd, 20 for fedavg.')
 _LR = flags.DEFINE_float('lr', 0.1, 'FedSGD: server learning rate; FedAvg: client learning rate.')
@@ -46,7 +50,7 @@ _BATCH_SIZE = flags.DEFINE_integer('batch_size', 0, 'FedAvg local batch size (un
                                    '0: full batch.')
 _DTYPE = flags.DEFINE_enum('numpy_dtype', 'float32', ['float32', 'float64'],
                            "NumPy's precision (TFF runs float32; compare like with like).")
-_TFF_MODEL = flags.DEFINE_enum('tff_model', 'dense', ['dense', 'credit'],
+_TFF_MODEL = flags.DEFINE_enum('tff_model', 'dense', tff_reference.KERAS_MODELS,
                                "TFF's Keras model: dense, a Dense(1) on logits; credit, the credit "
                                "job's own scorecard model (sigmoid output; logistic only).")
 _TOLERANCE = flags.DEFINE_float('tolerance', 1e-5, 'Largest acceptable max |w_numpy - w_tff|.')
@@ -54,7 +58,7 @@ _TOLERANCE = flags.DEFINE_float('tolerance', 1e-5, 'Largest acceptable max |w_nu
 # Asynchronous study (NumPy only: TFF has no asynchronous mode)
 _ASYNC_BUFFER = flags.DEFINE_integer('async_buffer', 0, 'Server steps after every B arrived '
                                      'updates; 0 skips the study.')
-_DELAYS = flags.DEFINE_enum('delay_distribution', 'lognormal', ['lognormal', 'pareto'],
+_DELAYS = flags.DEFINE_enum('delay_distribution', 'lognormal', asynchronous.DISTRIBUTIONS,
                             'Heavy-tailed distribution of simulated client job durations.')
 _SPREAD = flags.DEFINE_float('delay_spread', 1.0, 'lognormal sigma, or 1/tail index for pareto; '
                              '0: every job takes the same time.')
@@ -110,8 +114,9 @@ def _config():
 
 def _bank_arrays(config):
   if _DATA.value == 'credit':
-    from tff_credit import data  # pylint: disable=g-import-not-at-top
-    arrays = data.load_bank_arrays(banks=_BANKS.value, partition=_PARTITION.value, seed=_SEED.value)
+    from tff_credit import federation  # pylint: disable=g-import-not-at-top
+    arrays = federation.build_federation(federation.DataConfig(
+        banks=_BANKS.value, partition=_PARTITION.value, seed=_SEED.value)).train
   else:
     from numpy_fl import synthetic  # pylint: disable=g-import-not-at-top
     arrays, _ = synthetic.linear_problem(clients=_BANKS.value, features=_FEATURES.value,
@@ -129,11 +134,8 @@ def main(argv):
     raise InputError(f'unexpected arguments: {" ".join(argv[1:])}')
   config = _config()
   # pylint: disable=g-import-not-at-top
-  from tff_common import quiet
-  quiet.import_tensorflow()
   from tff_common import runtime
   from numpy_fl import comparison
-  from numpy_fl import tff_reference
   # pylint: enable=g-import-not-at-top
   runtime.install_execution_context()
   summary = comparison.run(config, bank_arrays=_bank_arrays(config),

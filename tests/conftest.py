@@ -1,10 +1,12 @@
 """Shared fixtures: one TFF execution context (and worker) per test session."""
 
-import os
+from tff_common import quiet
 
-os.environ.setdefault('TF_CPP_MIN_LOG_LEVEL', '2')
+# Before any test module is collected: collection imports TFF, and TF's import
+# noise can only be filtered by the first import.
+quiet.import_tensorflow()
 
-import pytest  # pylint: disable=g-import-not-at-top
+import pytest  # pylint: disable=g-import-not-at-top,wrong-import-position
 
 
 @pytest.fixture(scope='session', autouse=True)
@@ -14,8 +16,6 @@ def tff_context():
   Autouse, so that no test can reach TFF's own default context, whose worker
   would outlive pytest and hold the CI log pipe open.
   """
-  from tff_common import quiet  # pylint: disable=g-import-not-at-top
-  quiet.import_tensorflow()
   from tff_common import runtime  # pylint: disable=g-import-not-at-top
   worker = runtime.install_execution_context()
   yield worker

@@ -65,9 +65,9 @@ def make_banks(
       notes = [f'{skew_column} in {{{", ".join(m)}}}' for m in members]
     else:
       raise InputError(f'--partition must be one of {", ".join(PARTITIONS)}, got {partition_name!r}')
+  except InputError:
+    raise
   except ValueError as e:
-    if isinstance(e, InputError):
-      raise
     raise InputError(f'cannot partition {n} rows into {num_banks} banks: {e}') from None
 
   banks = []

@@ -42,7 +42,6 @@ class Table:
   numeric: np.ndarray            # float64 [n, len(numeric_columns)], NaN = missing
   categorical: np.ndarray        # object [n, len(categorical_columns)], None = missing
   labels: np.ndarray             # int32 [n], 1 = positive ("bad")
-  line_numbers: np.ndarray       # int64 [n], line of each row in the source
   dropped: list[str] = dataclasses.field(default_factory=list)
 
   @property
@@ -193,12 +192,14 @@ def load_table(
   numeric_names = [n for n in feature_names if n not in categorical]
 
   # Pass 2: parse the numbers.
-  numeric_rows, categorical_rows, labels, lines = [], [], [], []
+  numeric_at = [(name, header.index(name)) for name in numeric_names]
+  categorical_at = [header.index(name) for name in categorical]
+  numeric_rows, categorical_rows, labels = [], [], []
   for line, fields in kept:
     values = []
     ok = True
-    for name in numeric_names:
-      raw = fields[header.index(name)]
+    for name, at in numeric_at:
+      raw = fields[at]
       if _is_missing(raw):
         values.append(np.nan)
         continue
@@ -211,10 +212,9 @@ def load_table(
     if not ok:
       continue
     numeric_rows.append(values)
-    categorical_rows.append([None if _is_missing(fields[header.index(n)])
-                             else fields[header.index(n)].strip() for n in categorical])
+    categorical_rows.append([None if _is_missing(fields[at]) else fields[at].strip()
+                             for at in categorical_at])
     labels.append(1 if fields[label_index].strip() == positive_label else 0)
-    lines.append(line)
 
   if not labels:
     raise InputError(f'{source}: no usable rows')
@@ -233,19 +233,5 @@ def load_table(
       numeric=np.asarray(numeric_rows, dtype=np.float64).reshape(len(labels), len(numeric_names)),
       categorical=np.asarray(categorical_rows, dtype=object).reshape(len(labels), len(categorical)),
       labels=labels,
-      line_numbers=np.asarray(lines, dtype=np.int64),
       dropped=dropped,
   )
-
-
-def load_bank_arrays(*, banks: int = 5, partition: str = 'iid',
-                     seed: int = 0) -> dict[str, tuple[np.ndarray, np.ndarray]]:
-  """The bundled data's training rows per bank, imputed and standardized.
-
-  bank name -> (X float32 [n, d], y float32 [n], 1 = "bad"). For callers that
-  want plain arrays (the NumPy engine's cross-check); see
-  `federation.build_federation` for the whole federation.
-  """
-  from tff_credit import federation  # pylint: disable=g-import-not-at-top
-  config = federation.DataConfig(banks=banks, partition=partition, seed=seed)
-  return federation.build_federation(config).train

@@ -73,7 +73,7 @@ def evaluate(*, output_dir: str, log: Callable[[str], None] = program.print_flus
   """Scores the trained model and the baselines; writes report.md, roc.png, summary.json."""
   data_config, algorithm, train_config = training.load_config(output_dir)
   weights = training.load_weights(os.path.join(output_dir, training.WEIGHTS_FILE))
-  fed = federation_lib.build_federation(data_config)
+  fed = federation_lib.build_federation(data_config, schema=training.load_schema(output_dir))
   model = train_config.model
 
   scores = {'federated': _scores_of(fed, model, {name: weights for name in fed.bank_names})}

@@ -69,8 +69,14 @@ class Federation:
         {name: (x, y[:, None]) for name, (x, y) in self.train.items()})
 
 
-def build_federation(config: DataConfig, *, table: Optional[data_lib.Table] = None) -> Federation:
-  """Reads, partitions and encodes the data described by `config`."""
+def build_federation(config: DataConfig, *, table: Optional[data_lib.Table] = None,
+                     schema: Optional[preprocess.Schema] = None) -> Federation:
+  """Reads, partitions and encodes the data described by `config`.
+
+  The encoding `schema` is computed by the banks' federated statistics, or
+  given: a trained model's own (`training.SCHEMA_FILE`), so evaluation encodes
+  exactly as training did and skips the federated computation.
+  """
   from tff_common import runtime  # pylint: disable=g-import-not-at-top
   if table is None:
     table = data_lib.load_table(
@@ -81,10 +87,11 @@ def build_federation(config: DataConfig, *, table: Optional[data_lib.Table] = No
   banks = banks_lib.make_banks(
       table, num_banks=config.banks, partition_name=config.partition, seed=config.seed,
       test_fraction=config.test_fraction, alpha=config.alpha, skew_column=config.skew_column)
-  # The statistics are a federated computation; make sure it runs on our
-  # owned worker, not on one TFF would start and leave behind.
-  runtime.install_execution_context()
-  schema = preprocess.federated_schema(table, [b.train_rows for b in banks])
+  if schema is None:
+    # The statistics are a federated computation; make sure it runs on our
+    # owned worker, not on one TFF would start and leave behind.
+    runtime.install_execution_context()
+    schema = preprocess.federated_schema(table, [b.train_rows for b in banks])
 
   def arrays(rows):
     return (preprocess.encode(table, rows, schema), table.labels[rows].astype(np.float32))

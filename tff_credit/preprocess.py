@@ -64,17 +64,6 @@ def agreed_vocabulary(table: data_lib.Table) -> dict[str, list[str]]:
   return vocabulary
 
 
-def local_sums(numeric: np.ndarray) -> np.ndarray:
-  """A bank's [count, sum, sum of squares] per numeric column (NaN = missing).
-
-  The NumPy twin of the TF computation that runs on each client; tests check
-  the two agree.
-  """
-  present = ~np.isnan(numeric)
-  values = np.where(present, numeric, 0.0)
-  return np.concatenate([present.sum(0), values.sum(0), (values ** 2).sum(0)]).astype(np.float64)
-
-
 def build_federated_sums(num_columns: int):
   """The TFF computation: per-bank sums on clients, `federated_sum` to server."""
   import tensorflow as tf  # pylint: disable=g-import-not-at-top
