@@ -10,6 +10,7 @@ and centralized MF, then prints the comparison tables and --user's top 10.
 from absl import flags
 
 from tff_common import cli
+from tff_common import seeding
 from tff_rec import flags as rec_flags
 
 rec_flags.define_output_dir()
@@ -31,6 +32,7 @@ def main(argv):
   from tff_rec import pipeline
   from tff_rec import training
   # pylint: enable=g-import-not-at-top
+  seeding.set_seed(FLAGS.seed)  # as tff_rec.train does
   pipeline.run(output_dir=FLAGS.output_dir, data_config=rec_flags.data_config(FLAGS),
                train_config=training.TrainConfig(rounds=FLAGS.rounds, seed=FLAGS.seed),
                fedavg_rounds=FLAGS.fedavg_rounds, user=FLAGS.user)

@@ -12,6 +12,7 @@ every algorithm trained into one directory sees the same split.
 from absl import flags
 
 from tff_common import cli
+from tff_common import seeding
 from tff_rec import flags as rec_flags
 
 rec_flags.define_output_dir()
@@ -25,6 +26,9 @@ FLAGS = flags.FLAGS
 def main(argv):
   del argv
   from tff_rec import training  # pylint: disable=g-import-not-at-top
+  # The global seed is part of a run's definition: with it, TF derives the
+  # clients' shuffle orders from their op seeds.
+  seeding.set_seed(FLAGS.seed)
   training.train(data_config=rec_flags.data_config(FLAGS),
                  train_config=rec_flags.train_config(FLAGS), output_dir=FLAGS.output_dir)
 
