@@ -19,16 +19,18 @@ _BANKS = flags.DEFINE_integer('banks', 5, 'Banks.')
 
 def main(argv):
   del argv
-  # pylint: disable=g-import-not-at-top
   import numpy as np
-  from tff_common import runtime
-  from tff_credit import algorithms, evaluation, federation, model, training
-  # pylint: enable=g-import-not-at-top
-  runtime.install_execution_context()
-  fed = federation.build_federation(federation.DataConfig(banks=_BANKS.value, partition='iid'))
+
+  from tff_credit import algorithms
+  from tff_credit import config
+  from tff_credit import evaluation
+  from tff_credit import federation
+  from tff_credit import model
+  from tff_credit import training
+  fed = federation.build_federation(config.DataConfig(banks=_BANKS.value, partition='iid'))
   model_fn = model.model_fn_for(model='logreg', num_features=fed.num_features)
-  process = algorithms.build_process(algorithms.AlgorithmConfig(), model_fn)
-  data_fn = training.client_data_fn_for(fed, algorithm='fedavg', train=training.TrainConfig())
+  process = algorithms.build_process(config.AlgorithmConfig(), model_fn)
+  data_fn = training.client_data_fn_for(fed, algorithm='fedavg', train=config.TrainConfig())
   state = process.initialize()
   state = process.next(state, data_fn(fed.bank_names, 0)).state  # tracing and worker warm-up
   times = []

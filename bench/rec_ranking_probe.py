@@ -21,29 +21,38 @@ from tff_common import quiet
 
 def main(output_dir):
   quiet.import_tensorflow()
-  # pylint: disable=g-import-not-at-top
-  from tff_rec import centralized, evaluation, params, training
-  # pylint: enable=g-import-not-at-top
-  split = training.prepare(training.load_data_config(output_dir), log=lambda s: None)
+  from tff_common import run_dir
+  from tff_rec import centralized
+  from tff_rec import config
+  from tff_rec import evaluation
+  from tff_rec import params
+  from tff_rec import split as split_lib
+  root = run_dir.RunDir(output_dir)
+  split = split_lib.load_and_split(config.read_data_config(root), log=lambda s: None)
   counts = centralized.popularity(split)
   pop = evaluation.popularity_metrics(counts, split.train, split.test, seed=0)
   print(f'popularity: hr@10 {pop["hr@10"]:.4f} ndcg@10 {pop["ndcg@10"]:.4f}')
-  for algorithm in training.ALGORITHMS:
-    try:
-      model, _ = params.load(training.model_path(output_dir, algorithm))
-    except FileNotFoundError:
+  for algorithm in config.ALGORITHMS:
+    if not root.child(algorithm).exists(run_dir.MODEL):
       continue
-    users = training.user_factors(model, split, training.load_train_config(output_dir, algorithm))
-    variants = [('predicted rating', lambda k: model.scores(users.p[k], users.b_u[k:k + 1])[0]),
-                ('predicted rating, items with >= 20 ratings',
-                 lambda k: model.scores(users.p[k], users.b_u[k:k + 1])[0] +
-                 np.where(counts >= 20, 0.0, -np.inf))]
-    if model.implicit:
-      variants.append(('implicit head', lambda k: model.rated_logits(users.s[k])[0]))
-    for name, score_fn in variants:
+    model = params.from_arrays(root.child(algorithm).load_model()[0])
+    recon = config.read_train_config(root, algorithm).recon()
+    users = evaluation.training_user_factors(model, split, recon)
+    for name, score_fn in _variants(model, users, counts):
       r = evaluation.ranking_metrics(score_fn, split.train, split.test,
                                      num_items=split.num_items, seed=0)
       print(f'{algorithm:>11} by {name}: hr@10 {r["hr@10"]:.4f} ndcg@10 {r["ndcg@10"]:.4f}')
+
+
+def _variants(model, users, counts):
+  """(name, user row -> item scores) of each ranking rule probed."""
+  variants = [('predicted rating', lambda k: model.scores(users.p[k], users.b_u[k:k + 1])[0]),
+              ('predicted rating, items with >= 20 ratings',
+               lambda k: model.scores(users.p[k], users.b_u[k:k + 1])[0] +
+               np.where(counts >= 20, 0.0, -np.inf))]
+  if model.implicit:
+    variants.append(('implicit head', lambda k: model.rated_logits(users.s[k])[0]))
+  return variants
 
 
 if __name__ == '__main__':

@@ -6,7 +6,7 @@ from tff_common import quiet
 # noise can only be filtered by the first import.
 quiet.import_tensorflow()
 
-import pytest  # pylint: disable=g-import-not-at-top,wrong-import-position
+import pytest
 
 
 @pytest.fixture(scope='session', autouse=True)
@@ -14,9 +14,10 @@ def tff_context():
   """Installs TFF's C++ context with an owned worker; stopped at session end.
 
   Autouse, so that no test can reach TFF's own default context, whose worker
-  would outlive pytest and hold the CI log pipe open.
+  would outlive pytest and hold the CI log pipe open. (The runtime rule: one
+  install per process; here, for the tests.)
   """
-  from tff_common import runtime  # pylint: disable=g-import-not-at-top
+  from tff_common import runtime
   worker = runtime.install_execution_context()
   yield worker
   runtime.shutdown()

@@ -1,5 +1,15 @@
-"""Federated plumbing shared by tff_credit and tff_rec.
+"""Federated plumbing shared by tff_credit and tff_rec (one owner per concept).
 
-runtime: TFF's C++ execution context with an owned worker process.
-quiet: TF log noise for binaries.  seeding: one seed for all generators.
+  aggregation     the one place an aggregator is chosen (`--aggregator`), for both jobs
+  cli             what every binary does: quiet TF, the TFF runtime, one-line errors, flags -> configs
+  errors          InputError, the error for bad user input (one line, exit 2)
+  files           atomic writes (temporary file, then rename)
+  partition       splitting one data set into clients: IID, size, label and feature skew
+  program         the training program: open a run, sample clients, rounds, checkpoints, releases
+  program_config  ProgramConfig: rounds, clients per round, checkpoint period, seed
+  progress        progress lines, printed and flushed (no TensorFlow)
+  quiet           TensorFlow's start-up log noise, filtered without hiding errors
+  run_dir         a run directory's file names and layout, and typed readers/writers
+  runtime         TFF's C++ execution context with an owned worker that cannot outlive us
+  seeding         the seeding rule: per-(seed, round, client) generators, the global seed
 """

@@ -15,6 +15,12 @@ def build_aggregator(name: str, *, weighted: bool,
                      ignore_weights: bool = False) -> tff.aggregators.AggregationFactory:
   """Returns the aggregation factory called `name`.
 
+  The factory's process runs inside a learning process's round: its `next`
+  has the federated type `(<S@SERVER, {V}@CLIENTS, {float32}@CLIENTS> ->
+  <S@SERVER, V@SERVER, ...>)` when weighted (the client values V and their
+  weights; 'mean' is the weighted mean) and `(<S@SERVER, {V}@CLIENTS> -> ...)`
+  when not ('mean': the uniform 1/K mean).
+
   Args:
     name: One of `NAMES`.
     weighted: Whether updates are weighted by the algorithm's client weights

@@ -1,4 +1,5 @@
-"""What every binary does around its `main`: quiet logs, one-line input errors.
+"""What every binary does around its `main`: quiet logs, the TFF runtime, one-line
+input errors, and flags mapped onto config dataclasses.
 
 Import this module first in a binary, before anything that imports TensorFlow:
 importing it imports TF and TFF quietly (`quiet.import_tensorflow`), which only
@@ -6,23 +7,34 @@ works before TF's C++ core has started logging. Then, at the bottom:
 
     if __name__ == '__main__':
       cli.run(main)
+
+The runtime rule: a process installs TFF's execution context once, before its
+first federated computation. For binaries that one place is `run` (below); for
+the tests it is `tests/conftest.py`; a library caller (a notebook, a bench
+script) calls `tff_common.runtime.install_execution_context()` itself. Library
+code never installs it.
 """
 
+import dataclasses
 import sys
 
 from tff_common import quiet
 
 quiet.import_tensorflow()
 
-from absl import app  # pylint: disable=g-import-not-at-top,wrong-import-position
-from absl import flags  # pylint: disable=g-import-not-at-top,wrong-import-position
-from absl import logging  # pylint: disable=g-import-not-at-top,wrong-import-position
+from absl import app
+from absl import flags
+from absl import logging
 
-from tff_common import errors  # pylint: disable=g-import-not-at-top,wrong-import-position
+from tff_common import errors
+from tff_common import program_config
+from tff_common import runtime
 
 
-def run(main):
-  """`app.run(main)`, with absl INFO lines off and `InputError` as one line + exit 2."""
+def run(main, *, federated: bool = True):
+  """`app.run(main)`, with absl INFO lines off, TFF's runtime installed first
+  (unless the binary runs no federated computation) and `InputError` printed
+  as one line with exit 2."""
 
   def guarded(argv):
     # absl turns on INFO logging after parsing flags; keep warnings and errors
@@ -30,9 +42,38 @@ def run(main):
     if not flags.FLAGS['verbosity'].present:
       logging.set_verbosity(logging.WARNING)
     try:
+      if federated:
+        runtime.install_execution_context()
       return main(argv)
     except errors.InputError as e:
       print(f'error: {e}', file=sys.stderr, flush=True)
       sys.exit(2)
 
   app.run(guarded)
+
+
+def define_output_dir(help_text: str):
+  flags.DEFINE_string('output_dir', None, help_text, required=True)
+
+
+def define_program_flags(defaults: program_config.ProgramConfig):
+  """The flags of `program_config.ProgramConfig`, with a job's defaults."""
+  flags.DEFINE_integer('rounds', defaults.rounds,
+                       'Total federated rounds. Rerunning the same command resumes from the '
+                       'last checkpoint; a larger value trains further.')
+  flags.DEFINE_integer('clients_per_round', defaults.clients_per_round,
+                       'Clients sampled each round (default: '
+                       f'{"all" if defaults.clients_per_round is None else defaults.clients_per_round}).')
+  flags.DEFINE_integer('rounds_per_checkpoint', defaults.rounds_per_checkpoint,
+                       'Checkpoint period in rounds (the last round always saves).')
+  flags.DEFINE_integer('seed', defaults.seed,
+                       'Seeds everything random in the run: data split, client sampling, '
+                       'shuffling, initialization.')
+
+
+def config_from_flags(config_class, values=None):
+  """An instance of the dataclass `config_class` whose every field is the flag
+  of the same name."""
+  values = flags.FLAGS if values is None else values
+  return config_class(**{f.name: getattr(values, f.name)
+                         for f in dataclasses.fields(config_class)})

@@ -44,7 +44,7 @@ def save_figure(figure, path: str, **kwargs):
 
 
 def _to_builtin(value):
-  import numpy as np  # pylint: disable=g-import-not-at-top
+  import numpy as np
   if isinstance(value, np.generic):
     return value.item()
   if isinstance(value, np.ndarray):

@@ -34,16 +34,16 @@ def import_tensorflow():
   """Imports TF and TFF quietly; returns (tf, tff)."""
   quiet_tensorflow_logs()
   if 'tensorflow' in sys.modules:
-    import tensorflow as tf  # pylint: disable=g-import-not-at-top
-    import tensorflow_federated as tff  # pylint: disable=g-import-not-at-top
+    import tensorflow as tf
+    import tensorflow_federated as tff
     return tf, tff
   sys.stderr.flush()
   saved = os.dup(2)
   with tempfile.TemporaryFile() as captured:
     os.dup2(captured.fileno(), 2)
     try:
-      import tensorflow as tf  # pylint: disable=g-import-not-at-top
-      import tensorflow_federated as tff  # pylint: disable=g-import-not-at-top
+      import tensorflow as tf
+      import tensorflow_federated as tff
     finally:
       os.dup2(saved, 2)
       os.close(saved)
@@ -51,7 +51,7 @@ def import_tensorflow():
       for line in captured.read().decode('utf-8', 'replace').splitlines():
         if not _KNOWN_IMPORT_NOISE.search(line):
           print(line, file=sys.stderr)
-  from absl import logging as absl_logging  # pylint: disable=g-import-not-at-top
+  from absl import logging as absl_logging
   absl_logging.set_verbosity(absl_logging.WARNING)
   tf.get_logger().setLevel(logging.ERROR)
   return tf, tff

@@ -52,7 +52,7 @@ def _die_with_parent():
 
 
 def worker_binary_path() -> str:
-  import tensorflow_federated  # pylint: disable=g-import-not-at-top
+  import tensorflow_federated
   path = os.path.join(os.path.dirname(tensorflow_federated.__file__), 'data',
                       'worker_binary')
   if not os.path.isfile(path):
@@ -83,9 +83,9 @@ class Worker:
     return self._process.pid if self._process is not None else None
 
   def start(self):
-    # pylint: disable=g-import-not-at-top
-    from tensorflow_federated.python.core.impl.executors import remote_executor_grpc_stub
-    # pylint: enable=g-import-not-at-top
+    from tensorflow_federated.python.core.impl.executors import (
+      remote_executor_grpc_stub,
+    )
     port = portpicker.pick_unused_port()
     with open(self.log_path, 'ab') as log:
       self._process = subprocess.Popen(
@@ -173,15 +173,20 @@ def install_execution_context(
   global _worker
   if _worker is not None:
     return _worker
-  # pylint: disable=g-import-not-at-top
+
   from tensorflow_federated.python.core.backends.native import compiler
-  from tensorflow_federated.python.core.environments.tensorflow_frontend import tensorflow_computation
+  from tensorflow_federated.python.core.environments.tensorflow_frontend import (
+    tensorflow_computation,
+  )
   from tensorflow_federated.python.core.impl.context_stack import context_stack_impl
-  from tensorflow_federated.python.core.impl.execution_contexts import sync_execution_context
-  from tensorflow_federated.python.core.impl.executor_stacks import python_executor_stacks
+  from tensorflow_federated.python.core.impl.execution_contexts import (
+    sync_execution_context,
+  )
+  from tensorflow_federated.python.core.impl.executor_stacks import (
+    python_executor_stacks,
+  )
   from tensorflow_federated.python.core.impl.executors import remote_executor
   from tensorflow_federated.python.core.impl.types import placements
-  # pylint: enable=g-import-not-at-top
 
   worker = Worker(max_concurrent_computation_calls=max_concurrent_computation_calls,
                   log_path=worker_log)

@@ -1,1 +1,15 @@
-"""Federated credit scoring across banks (cross-silo): data, model, binaries."""
+"""Federated credit scoring across banks (cross-silo): every bank is a client.
+
+  data         strict loading of the bundled credit table or any CSV with a label
+  banks        dealing the rows to banks (IID, size, label, feature skew), per-bank splits
+  preprocess   federated imputation and scaling statistics, the encoding schema
+  federation   the banks' encoded rows, as arrays and as a TFF ClientData
+  config       DataConfig, AlgorithmConfig, TrainConfig: a run's settings
+  model        the Keras scorecard (logreg, MLP), its TFF wrapper, saved weights
+  algorithms   FedSGD, FedAvg, FedProx, FedAdam, FedYogi as TFF learning processes
+  training     federated training into a run directory (used by the binaries only)
+  metrics      AUC, KS, Gini, Brier, log loss, PSI, AUC standard error
+  evaluation   federated vs local-only vs centralized: report.md, roc.png, summary.json
+  flags        the binaries' flags, named after config fields
+  train, evaluate, demo   the binaries (`python -m tff_credit.train --help`)
+"""

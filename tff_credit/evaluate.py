@@ -9,17 +9,19 @@ report.md, roc.png and summary.json there; prints the report.
 from absl import flags
 
 from tff_common import cli
+from tff_credit import evaluation
+from tff_credit import flags as credit_flags
 
-_OUTPUT_DIR = flags.DEFINE_string('output_dir', None, 'The --output_dir of a finished training run.', required=True)
+credit_flags.define_output_dir()
+flags.adopt_module_key_flags(credit_flags)  # so that --help lists them
+FLAGS = flags.FLAGS
 
 
 def main(argv):
   del argv
-  from tff_common import runtime  # pylint: disable=g-import-not-at-top
-  from tff_credit import evaluation  # pylint: disable=g-import-not-at-top
-  runtime.install_execution_context()
-  evaluation.evaluate(output_dir=_OUTPUT_DIR.value)
+  evaluation.evaluate(output_dir=FLAGS.output_dir)
 
 
 if __name__ == '__main__':
-  cli.run(main)
+  # The baselines are Keras and scoring is NumPy: no federated computation.
+  cli.run(main, federated=False)

@@ -19,18 +19,20 @@ threshold and the PSI of the score between that bank's train and test rows.
 """
 
 import dataclasses
-import os
 from collections.abc import Callable
 
 import numpy as np
 import tensorflow as tf
 
 from tff_common import files
-from tff_common import program
+from tff_common import progress
+from tff_common import run_dir as run_dir_lib
+from tff_common import seeding
+from tff_credit import config as config_lib
 from tff_credit import federation as federation_lib
 from tff_credit import metrics as metrics_lib
 from tff_credit import model as model_lib
-from tff_credit import training
+from tff_credit import preprocess
 
 MODELS = ('federated', 'local_only', 'centralized')
 REPORT_KEYS = ('auc', 'ks', 'gini', 'brier', 'log_loss', 'accuracy', 'psi')
@@ -46,7 +48,7 @@ class Scores:
 def fit_keras(*, x: np.ndarray, y: np.ndarray, model: str, epochs: int, batch_size: int,
               learning_rate: float, seed: int) -> list[np.ndarray]:
   """Trains one model of the family on one set of rows; returns its weights."""
-  tf.keras.utils.set_random_seed(seed)
+  seeding.set_seed(seed)
   keras_model = model_lib.build_keras_model(model=model, num_features=x.shape[1], seed=seed)
   keras_model.compile(optimizer=tf.keras.optimizers.SGD(learning_rate),
                       loss=tf.keras.losses.BinaryCrossentropy())
@@ -61,7 +63,7 @@ def _scores_of(fed: federation_lib.Federation, model: str, weights_by_bank: dict
   return Scores(train=score(fed.train), test=score(fed.test))
 
 
-def baseline_budget(algorithm: str, train_config: training.TrainConfig, client_lr: float,
+def baseline_budget(algorithm: str, train_config: config_lib.TrainConfig, client_lr: float,
                     server_lr: float, rows: int) -> dict:
   if algorithm == 'fedsgd':
     return {'epochs': train_config.rounds, 'batch_size': rows, 'learning_rate': server_lr}
@@ -69,11 +71,16 @@ def baseline_budget(algorithm: str, train_config: training.TrainConfig, client_l
           'batch_size': train_config.batch_size, 'learning_rate': client_lr}
 
 
-def evaluate(*, output_dir: str, log: Callable[[str], None] = program.print_flushed) -> dict:
+def evaluate(*, output_dir: str, log: Callable[[str], None] = progress.print_flushed) -> dict:
   """Scores the trained model and the baselines; writes report.md, roc.png, summary.json."""
-  data_config, algorithm, train_config = training.load_config(output_dir)
-  weights = training.load_weights(os.path.join(output_dir, training.WEIGHTS_FILE))
-  fed = federation_lib.build_federation(data_config, schema=training.load_schema(output_dir))
+  run = run_dir_lib.RunDir(output_dir)
+  data_config, algorithm, train_config = config_lib.from_settings(run.read_json(
+      run_dir_lib.CONFIG, missing_hint=f'is {output_dir} the --output_dir of a finished '
+      '`python -m tff_credit.train` run?'))
+  weights = model_lib.load(run)
+  # Encoded exactly as training did, with the trained model's own schema.
+  schema = preprocess.Schema.from_json(run.read_json(run_dir_lib.SCHEMA))
+  fed = federation_lib.build_federation(data_config, schema=schema)
   model = train_config.model
 
   scores = {'federated': _scores_of(fed, model, {name: weights for name in fed.bank_names})}
@@ -101,9 +108,9 @@ def evaluate(*, output_dir: str, log: Callable[[str], None] = program.print_flus
                          'description': b.description} for b in fed.banks},
   }
   report = render_report(summary, fed.bank_names)
-  files.write_json(os.path.join(output_dir, 'summary.json'), summary)
-  files.write_text(os.path.join(output_dir, 'report.md'), report)
-  _plot_roc(fed, scores, os.path.join(output_dir, 'roc.png'))
+  run.write_json(run_dir_lib.SUMMARY, summary)
+  files.write_text(run.file(run_dir_lib.REPORT), report)
+  _plot_roc(fed, scores, run.file('roc.png'))
   log(report)
   log(f'wrote {output_dir}/report.md, roc.png, summary.json')
   return summary
@@ -175,9 +182,9 @@ def render_report(summary: dict, bank_names: list[str]) -> str:
 
 
 def _plot_roc(fed: federation_lib.Federation, scores: dict, path: str):
-  import matplotlib  # pylint: disable=g-import-not-at-top
+  import matplotlib
   matplotlib.use('Agg')
-  import matplotlib.pyplot as plt  # pylint: disable=g-import-not-at-top
+  import matplotlib.pyplot as plt
   panels = ['pooled'] + fed.bank_names
   cols = 3
   rows = (len(panels) + cols - 1) // cols

@@ -13,30 +13,14 @@ from typing import Optional
 import numpy as np
 
 from tff_credit import banks as banks_lib
+from tff_credit import config as config_lib
 from tff_credit import data as data_lib
 from tff_credit import preprocess
 
 
 @dataclasses.dataclass
-class DataConfig:
-  """Everything that determines the banks' data; saved with a trained model."""
-  data: str = data_lib.BUNDLED
-  label_column: Optional[str] = None
-  positive_label: Optional[str] = None
-  categorical_columns: Optional[list[str]] = None
-  drop_columns: list[str] = dataclasses.field(default_factory=list)
-  bad_rows: str = 'error'
-  banks: int = 5
-  partition: str = 'size_skew'
-  alpha: float = 0.5
-  skew_column: str = 'Home'
-  test_fraction: float = 0.25
-  seed: int = 0
-
-
-@dataclasses.dataclass
 class Federation:
-  config: DataConfig
+  config: config_lib.DataConfig
   table: data_lib.Table
   banks: list[banks_lib.Bank]
   schema: preprocess.Schema
@@ -64,20 +48,19 @@ class Federation:
     `create_tf_dataset_for_client` builds a dataset from that bank's rows
     alone, so no bank's dataset carries another bank's data.
     """
-    import tensorflow_federated as tff  # pylint: disable=g-import-not-at-top
+    import tensorflow_federated as tff
     return tff.simulation.datasets.TestClientData(
         {name: (x, y[:, None]) for name, (x, y) in self.train.items()})
 
 
-def build_federation(config: DataConfig, *, table: Optional[data_lib.Table] = None,
+def build_federation(config: config_lib.DataConfig, *, table: Optional[data_lib.Table] = None,
                      schema: Optional[preprocess.Schema] = None) -> Federation:
   """Reads, partitions and encodes the data described by `config`.
 
   The encoding `schema` is computed by the banks' federated statistics, or
-  given: a trained model's own (`training.SCHEMA_FILE`), so evaluation encodes
+  given: a trained model's own (`schema.json` of its run directory), so evaluation encodes
   exactly as training did and skips the federated computation.
   """
-  from tff_common import runtime  # pylint: disable=g-import-not-at-top
   if table is None:
     table = data_lib.load_table(
         data=config.data, label_column=config.label_column,
@@ -88,9 +71,6 @@ def build_federation(config: DataConfig, *, table: Optional[data_lib.Table] = No
       table, num_banks=config.banks, partition_name=config.partition, seed=config.seed,
       test_fraction=config.test_fraction, alpha=config.alpha, skew_column=config.skew_column)
   if schema is None:
-    # The statistics are a federated computation; make sure it runs on our
-    # owned worker, not on one TFF would start and leave behind.
-    runtime.install_execution_context()
     schema = preprocess.federated_schema(table, [b.train_rows for b in banks])
 
   def arrays(rows):

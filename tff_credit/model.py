@@ -3,14 +3,20 @@
 The same Keras model serves three places: wrapped by
 `tff.learning.models.from_keras_model` it is trained on the banks (clients) by
 TFF; compiled as is it is the local-only and pooled baselines; and its weights
-score applicants in the evaluation.
+score applicants in the evaluation. Released weights are stored by variable
+name in the run directory (`save`, `load`).
 """
+
+from collections.abc import Sequence
 
 import numpy as np
 import tensorflow as tf
 import tensorflow_federated as tff
 
-MODELS = ('logreg', 'mlp')
+from tff_common import run_dir as run_dir_lib
+from tff_credit import config as config_lib
+
+MODELS = config_lib.MODELS
 MLP_HIDDEN_UNITS = 16
 
 
@@ -39,7 +45,12 @@ def input_spec(num_features: int):
 
 
 def model_fn_for(*, model: str, num_features: int, seed: int = 0):
-  """A no-argument `model_fn` for TFF's algorithm builders."""
+  """A no-argument `model_fn` for TFF's algorithm builders.
+
+  It builds a `tff.learning.models.VariableModel` from the Keras scorecard with
+  binary cross-entropy, AUC and log-loss metrics, on batches
+  `(float32[?, num_features], float32[?, 1])`; TFF runs it on the banks.
+  """
 
   def model_fn():
     return tff.learning.models.from_keras_model(
@@ -57,3 +68,17 @@ def predict(*, model: str, weights: list[np.ndarray], features: np.ndarray) -> n
   keras_model = build_keras_model(model=model, num_features=features.shape[1])
   keras_model.set_weights(weights)
   return keras_model(features, training=False).numpy().ravel()
+
+
+def save(run: run_dir_lib.RunDir, weights: Sequence[np.ndarray], *, model: str,
+         num_features: int, **metadata):
+  """Releases trainable weights (Keras order) to the run's model file, by variable name."""
+  keras_model = build_keras_model(model=model, num_features=num_features)
+  names = [v.name.split(':')[0] for v in keras_model.trainable_variables]
+  run.save_model(dict(zip(names, weights, strict=True)), model=model, **metadata)
+
+
+def load(run: run_dir_lib.RunDir) -> list[np.ndarray]:
+  """The released trainable weights, in Keras order."""
+  arrays, _ = run.load_model(missing_hint='training has not finished in this --output_dir')
+  return list(arrays.values())

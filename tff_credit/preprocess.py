@@ -65,9 +65,19 @@ def agreed_vocabulary(table: data_lib.Table) -> dict[str, list[str]]:
 
 
 def build_federated_sums(num_columns: int):
-  """The TFF computation: per-bank sums on clients, `federated_sum` to server."""
-  import tensorflow as tf  # pylint: disable=g-import-not-at-top
-  import tensorflow_federated as tff  # pylint: disable=g-import-not-at-top
+  """The federated statistics of `num_columns` numeric columns, as a TFF computation.
+
+  Federated type, with d = `num_columns`:
+
+    ({float64[?,d]}@CLIENTS -> float64[3d]@SERVER)
+
+  Each bank (CLIENTS) maps its own rows (NaN = missing) to per-column counts
+  of present values, their sums and their sums of squares
+  (a `tff.tensorflow.computation`); `tff.federated_sum` adds them up at the
+  SERVER. No row leaves a bank.
+  """
+  import tensorflow as tf
+  import tensorflow_federated as tff
 
   @tff.tensorflow.computation(tff.TensorType(np.float64, [None, num_columns]))
   def client_sums(numeric):

@@ -6,78 +6,33 @@ the banks report, the global model is evaluated federatedly on every bank's
 test rows (`tff.learning.algorithms.build_fed_eval`: each bank scores its own
 rows; only metric sums, e.g. AUC's confusion counts, reach the server).
 
-`output_dir` receives config.json and schema.json at the start (a rerun with
-other settings is refused, so a resume never mixes two experiments),
-checkpoints/, metrics.csv and tensorboard/ during training, and
-model_weights.npz at the end.
+The run directory (`tff_common.run_dir`) receives config.json and schema.json
+once the data is read (a rerun with other settings is refused, so a resume
+never mixes two experiments), checkpoints/, metrics.csv and tensorboard/
+during training, and model.npz at the end.
 """
 
-import dataclasses
-import json
-import os
 from collections.abc import Callable
-from typing import Optional
 
-import numpy as np
 import tensorflow as tf
 import tensorflow_federated as tff
 
-from tff_common import files
 from tff_common import program
-from tff_common import runtime
-from tff_common.errors import InputError
+from tff_common import progress
+from tff_common import run_dir as run_dir_lib
+from tff_common import seeding
 from tff_credit import algorithms
+from tff_credit import config as config_lib
 from tff_credit import federation as federation_lib
 from tff_credit import model as model_lib
-from tff_credit import preprocess
 
 
-@dataclasses.dataclass
-class TrainConfig:
-  model: str = 'logreg'
-  rounds: int = 40
-  clients_per_round: Optional[int] = None
-  local_epochs: int = 1
-  batch_size: int = 32
-  rounds_per_checkpoint: int = 1
-  seed: int = 0
-
-
-CONFIG_FILE = 'config.json'
-SCHEMA_FILE = 'schema.json'
-WEIGHTS_FILE = 'model_weights.npz'
-
-
-def _config_json(data: federation_lib.DataConfig, algorithm: algorithms.AlgorithmConfig,
-                 train: TrainConfig) -> dict:
-  return {'data': dataclasses.asdict(data), 'algorithm': dataclasses.asdict(algorithm),
-          'train': dataclasses.asdict(train)}
-
-
-def load_config(output_dir: str) -> tuple[federation_lib.DataConfig, algorithms.AlgorithmConfig, TrainConfig]:
-  path = os.path.join(output_dir, CONFIG_FILE)
-  try:
-    with open(path) as f:
-      value = json.load(f)
-  except FileNotFoundError:
-    raise InputError(f'{path}: not found; is {output_dir} the --output_dir of a '
-                     'finished `python -m tff_credit.train` run?') from None
-  return (federation_lib.DataConfig(**value['data']),
-          algorithms.AlgorithmConfig(**value['algorithm']), TrainConfig(**value['train']))
-
-
-def load_schema(output_dir: str) -> preprocess.Schema:
-  """The encoding a trained model was trained with."""
-  with open(os.path.join(output_dir, SCHEMA_FILE)) as f:
-    return preprocess.Schema.from_json(json.load(f))
-
-
-def client_data_fn_for(fed: federation_lib.Federation, *, algorithm: str, train: TrainConfig
-                       ) -> Callable[[list, int], list]:
+def client_data_fn_for(fed: federation_lib.Federation, *, algorithm: str,
+                       train: config_lib.TrainConfig) -> Callable[[list, int], list]:
   """`(bank names, round) -> datasets`: what each sampled bank trains on."""
   client_data = fed.client_data()
   sizes = {name: len(fed.train[name][1]) for name in fed.bank_names}
-  index = {name: i for i, name in enumerate(fed.bank_names)}
+  number = {name: i for i, name in enumerate(fed.bank_names)}
 
   def client_data_fn(bank_names, round_num):
     datasets = []
@@ -87,9 +42,9 @@ def client_data_fn_for(fed: federation_lib.Federation, *, algorithm: str, train:
         # One batch holding every row: the bank's full-batch gradient.
         datasets.append(dataset.batch(sizes[name]))
         continue
-      # Shuffling is seeded by (seed, round, bank) so a resumed run replays it.
-      shuffle_seed = (train.seed * 1_000_003 + round_num * 1_009 + index[name]) % (2**31 - 1)
-      datasets.append(dataset.shuffle(sizes[name], seed=shuffle_seed, reshuffle_each_iteration=True)
+      # Shuffled with a seed of (seed, round, bank), so a resumed run replays it.
+      seed = seeding.client_seed(train.seed, round_num, number[name])
+      datasets.append(dataset.shuffle(sizes[name], seed=seed, reshuffle_each_iteration=True)
                       .repeat(train.local_epochs).batch(train.batch_size))
     return datasets
 
@@ -97,7 +52,16 @@ def client_data_fn_for(fed: federation_lib.Federation, *, algorithm: str, train:
 
 
 def federated_evaluator(fed: federation_lib.Federation, model_fn, *, batch_size: int = 256):
-  """`(learning-process state weights) -> {'test/auc', 'test/log_loss'}` over all banks."""
+  """`(model weights) -> {'test/auc', 'test/log_loss'}` over every bank's test rows.
+
+  Runs TFF's `build_fed_eval` process, whose `next` has the federated type
+
+    (<state=S@SERVER, client_data={B*}@CLIENTS> -> <state=S@SERVER, metrics=M@SERVER>)
+
+  the server broadcasts the weights in S; each bank (CLIENTS) scores its own
+  test batches B and returns metric sums (AUC's confusion counts, the summed
+  log loss); their sums reach the SERVER, which finalizes M.
+  """
   eval_process = tff.learning.algorithms.build_fed_eval(model_fn)
   eval_state = eval_process.initialize()
   test_sets = [tf.data.Dataset.from_tensor_slices((x, y[:, None])).batch(batch_size)
@@ -112,16 +76,13 @@ def federated_evaluator(fed: federation_lib.Federation, model_fn, *, batch_size:
   return evaluate
 
 
-def train(*, data: federation_lib.DataConfig, algorithm: algorithms.AlgorithmConfig,
-          train_config: TrainConfig, output_dir: str,
-          log: Callable[[str], None] = program.print_flushed) -> program.TrainingResult:
+def train(*, data: config_lib.DataConfig, algorithm: config_lib.AlgorithmConfig,
+          train_config: config_lib.TrainConfig, output_dir: str,
+          log: Callable[[str], None] = progress.print_flushed) -> program.TrainingResult:
   """Builds the federation and the process, runs the rounds, saves the model."""
-  runtime.install_execution_context()
-  wanted = _config_json(data, algorithm, train_config)
-  # More (or fewer) rounds continue the same experiment.
-  program.check_run_settings(os.path.join(output_dir, CONFIG_FILE), wanted,
-                             ignore=('train/rounds',))
-  fed = federation_lib.build_federation(data)
+  run = run_dir_lib.RunDir(output_dir)
+  train_config.check()
+  fed = federation_lib.build_federation(data)  # bad input stops us before anything is written
   for line in fed.table.dropped:
     log(f'dropped: {line}')
   if fed.table.dropped:
@@ -129,10 +90,9 @@ def train(*, data: federation_lib.DataConfig, algorithm: algorithms.AlgorithmCon
   log(f'{fed.table.source}: {fed.table.num_rows} rows, {fed.num_features} features, '
       f'{len(fed.banks)} banks ({data.partition}): ' +
       ', '.join(f'{b.name} {len(b.train_rows)}+{len(b.test_rows)}' for b in fed.banks))
-
-  os.makedirs(output_dir, exist_ok=True)
-  files.write_json(os.path.join(output_dir, CONFIG_FILE), wanted)
-  files.write_json(os.path.join(output_dir, SCHEMA_FILE), fed.schema.to_json())
+  program.open_run(run, settings=config_lib.settings(data, algorithm, train_config),
+                   config=train_config)
+  run.write_json(run_dir_lib.SCHEMA, fed.schema.to_json())
 
   model_fn = model_lib.model_fn_for(model=train_config.model, num_features=fed.num_features,
                                     seed=train_config.seed)
@@ -143,28 +103,13 @@ def train(*, data: federation_lib.DataConfig, algorithm: algorithms.AlgorithmCon
       process=process,
       client_ids=fed.bank_names,
       client_data_fn=client_data_fn_for(fed, algorithm=algorithm.algorithm, train=train_config),
-      total_rounds=train_config.rounds,
-      output_dir=output_dir,
-      clients_per_round=train_config.clients_per_round,
-      seed=train_config.seed,
-      rounds_per_checkpoint=train_config.rounds_per_checkpoint,
+      run=run,
+      config=train_config,
       evaluate_fn=lambda state, round_num: evaluate(process.get_model_weights(state)),
       progress_keys=('train/loss', 'test/auc'),
       log=log)
   weights = process.get_model_weights(result.state)
-  save_weights(os.path.join(output_dir, WEIGHTS_FILE), list(weights.trainable))
-  log(f'saved {os.path.join(output_dir, WEIGHTS_FILE)}')
+  model_lib.save(run, weights.trainable, model=train_config.model, num_features=fed.num_features,
+                 rounds=max(train_config.rounds, result.resumed_from))
+  log(f'saved {run.file(run_dir_lib.MODEL)}')
   return result
-
-
-def save_weights(path: str, weights: list[np.ndarray]):
-  with files.atomic_path(path) as tmp:
-    np.savez(tmp, *[np.asarray(w) for w in weights])
-
-
-def load_weights(path: str) -> list[np.ndarray]:
-  try:
-    with np.load(path) as archive:
-      return [archive[f'arr_{i}'] for i in range(len(archive.files))]
-  except FileNotFoundError:
-    raise InputError(f'{path}: not found; training has not finished in this --output_dir') from None

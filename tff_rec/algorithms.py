@@ -22,6 +22,7 @@ import tensorflow as tf
 import tensorflow_federated as tff
 
 from tff_common import aggregation
+from tff_rec import config as config_lib
 from tff_rec import model as model_lib
 
 
@@ -47,6 +48,23 @@ def evaluation_split_fn(*, recon_epochs: int):
 def build_fed_recon(*, model_fn, client_lr: float, server_lr: float, recon_lr: float,
                     recon_epochs: int, implicit_weight: float = 0.0,
                     aggregator: str = 'mean') -> tff.learning.templates.LearningProcess:
+  """TFF's Federated Reconstruction for the two-head MF model.
+
+  Federated types, with `G` the global weights (item factors and biases of
+  both heads, the offset), `S` the server state holding them, and `B` a batch
+  of one user's examples (`model.recon_input_spec`):
+
+    initialize: ( -> S@SERVER)
+    next:       (<state=S@SERVER, client_data={B*}@CLIENTS>
+                 -> <state=S@SERVER, metrics=M@SERVER>)
+
+  In `next` the server broadcasts G; each user (CLIENTS) rebuilds its local
+  user parameters from zero over `recon_epochs` passes (G frozen), then
+  trains G one pass (user parameters frozen) and returns the delta of G
+  weighted by its example count; the aggregator (`tff_common.aggregation`)
+  sums the deltas to the SERVER, whose SGD at `server_lr` steps G. The local
+  parameters never leave the client and are not kept between rounds.
+  """
   return tff.learning.algorithms.build_fed_recon(
       model_fn=model_fn,
       loss_fn=model_lib.loss_fn(implicit_weight),
@@ -60,6 +78,14 @@ def build_fed_recon(*, model_fn, client_lr: float, server_lr: float, recon_lr: f
 
 def build_fed_recon_eval(*, model_fn, recon_lr: float, recon_epochs: int,
                          implicit_weight: float = 0.0) -> tff.learning.templates.LearningProcess:
+  """TFF's evaluation of a reconstruction model: same types as `build_fed_recon`.
+
+  In `next` the server broadcasts G (set with `set_model_weights`); each user
+  rebuilds its parameters from its train batches (`is_test` false), scores
+  its test batches and returns only metric sums, which the SERVER finalizes
+  into M (RMSE, MAE, and with the implicit head the rated loss). G is not
+  changed.
+  """
   return tff.learning.algorithms.build_fed_recon_eval(
       model_fn=model_fn,
       loss_fn=model_lib.loss_fn(implicit_weight),
@@ -70,6 +96,14 @@ def build_fed_recon_eval(*, model_fn, recon_lr: float, recon_epochs: int,
 
 def build_fed_avg(*, model_fn, client_lr: float, server_lr: float,
                   aggregator: str = 'mean') -> tff.learning.templates.LearningProcess:
+  """TFF's example-weighted FedAvg over the whole model, user tables included.
+
+  Federated types as in `build_fed_recon`, with `G` every weight of the model
+  (`model.global_input_spec` batches name their user row): the server
+  broadcasts G, each user trains all of it locally and returns its delta, so
+  the server receives every participating user's parameters. A comparison,
+  not a deployment.
+  """
   return tff.learning.algorithms.build_weighted_fed_avg(
       model_fn,
       client_optimizer_fn=tff.learning.optimizers.build_sgdm(learning_rate=client_lr),
@@ -80,3 +114,34 @@ def build_fed_avg(*, model_fn, client_lr: float, server_lr: float,
 def trainable_weights(process: tff.learning.templates.LearningProcess, state: Any) -> list:
   """The global trainable weights in `state`, as a list of arrays."""
   return list(process.get_model_weights(state).trainable)
+
+
+def build_process(split, config: config_lib.TrainConfig):
+  """The learning process of `config.algorithm` on `split`, and the layer name
+  of each of its trainable weights (for `params.from_weights`)."""
+  common = config.model_kwargs(split)
+  if config.algorithm == 'fedrecon':
+    process = build_fed_recon(
+        model_fn=model_lib.reconstruction_model_fn(**common),
+        client_lr=config.client_lr, server_lr=config.effective_server_lr(),
+        recon_lr=config.recon_lr, recon_epochs=config.recon_epochs,
+        implicit_weight=config.loss_weight(), aggregator=config.aggregator)
+    return process, list(model_lib.global_names(config.implicit))
+  if config.algorithm == 'fedavg':
+    process = build_fed_avg(
+        model_fn=model_lib.global_model_fn(num_users=len(split.train),
+                                           implicit_weight=config.loss_weight(), **common),
+        client_lr=config.client_lr, server_lr=config.effective_server_lr(),
+        aggregator=config.aggregator)
+    keras_model = model_lib.build_keras_model(num_users=len(split.train),
+                                              with_user_input=True, **common)
+    return process, model_lib.variable_layers(keras_model)
+  raise ValueError(f'{config.algorithm!r} is not a federated algorithm')
+
+
+def build_eval_process(split, config: config_lib.TrainConfig):
+  """`build_fed_recon_eval` for a model trained with `config` on `split`."""
+  return build_fed_recon_eval(
+      model_fn=model_lib.reconstruction_model_fn(**config.model_kwargs(split)),
+      recon_lr=config.recon_lr, recon_epochs=config.recon_epochs,
+      implicit_weight=config.loss_weight())

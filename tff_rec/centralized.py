@@ -10,9 +10,11 @@ each parameter's steps itself, so `implicit_weight` matters little here).
 import numpy as np
 import tensorflow as tf
 
-from tff_common import program
+from tff_common import progress
+from tff_common import seeding
 from tff_rec import model as model_lib
 from tff_rec import params as params_lib
+from tff_rec import reconstruction
 from tff_rec import split as split_lib
 
 
@@ -21,10 +23,10 @@ def _epoch_examples(part: split_lib.UserRatings, *, num_items: int, epoch: int, 
   """(users, items, labels) of one epoch: every rating, plus fresh unrated items per user."""
   users, items, labels = [], [], []
   for k in range(len(part)):
-    it, targets, is_rating = params_lib.with_negatives(
+    it, targets, is_rating = reconstruction.with_negatives(
         part.items_of(k), part.ratings_of(k), num_items=num_items,
         negatives_per_rating=negatives_per_rating,
-        rng=params_lib.negatives_rng(seed, int(part.users[k]), epoch))
+        rng=reconstruction.negatives_rng(seed, int(part.users[k]), epoch))
     users.append(np.full(len(it), k, np.int32))
     items.append(it)
     labels.append(model_lib.labels(targets, is_rating))
@@ -32,15 +34,15 @@ def _epoch_examples(part: split_lib.UserRatings, *, num_items: int, epoch: int, 
 
 
 def train_mf(split: split_lib.Split, *, config, batch_size: int = 256,
-             log=program.print_flushed) -> params_lib.MFParams:
+             log=progress.print_flushed) -> params_lib.MFParams:
   """Centralized two-head MF on all training ratings; returns its parameters.
 
-  `config` is the run's `training.TrainConfig`: the model and its unrated
+  `config` is the run's `config.TrainConfig`: the model and its unrated
   items (drawn afresh each epoch) are the federated runs'; the optimizer is
   Adam with `centralized_lr`, `centralized_l2` and `centralized_epochs`. A
   batch holds `batch_size` ratings and its share of unrated items.
   """
-  tf.keras.utils.set_random_seed(config.seed)
+  seeding.set_seed(config.seed)
   part = split.train
   kwargs = {**config.model_kwargs(split), 'l2': config.centralized_l2}
   keras_model = model_lib.build_keras_model(num_users=len(part), with_user_input=True, **kwargs)

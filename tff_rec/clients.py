@@ -8,7 +8,7 @@ clients exactly what an uninterrupted run would.
 For the implicit head (`model.py`) each sampled user's dataset also holds
 `negatives_per_rating` x as many items the user has not rated, drawn on the
 device uniformly from the public item vocabulary (seed (seed, round, user);
-`params.with_negatives`). They are trained on and reconstructed from on the
+`reconstruction.with_negatives`). They are trained on and reconstructed from on the
 device only: nothing new leaves it (the client still sends only its
 item-parameter delta).
 """
@@ -19,9 +19,9 @@ import numpy as np
 import tensorflow as tf
 import tensorflow_federated as tff
 
-from tff_rec import evaluation
+from tff_common import seeding
 from tff_rec import model as model_lib
-from tff_rec import params as params_lib
+from tff_rec import reconstruction
 from tff_rec import split as split_lib
 
 
@@ -43,7 +43,7 @@ def user_examples(part: split_lib.UserRatings, k: int, *, num_items: int = 0,
   """
   items, ratings = part.items_of(k), part.ratings_of(k)
   if negatives_per_rating > 0:
-    items, targets, is_rating = params_lib.with_negatives(
+    items, targets, is_rating = reconstruction.with_negatives(
         items, ratings, num_items=num_items, negatives_per_rating=negatives_per_rating,
         rng=rng)
     y = model_lib.labels(targets, is_rating)
@@ -58,7 +58,7 @@ def user_examples(part: split_lib.UserRatings, k: int, *, num_items: int = 0,
 
 
 def eval_dataset(train: split_lib.UserRatings, test: split_lib.UserRatings, k: int, *,
-                 recon: evaluation.ReconConfig, num_items: int) -> tf.data.Dataset:
+                 recon: reconstruction.ReconConfig, num_items: int) -> tf.data.Dataset:
   """User k's train batches (to reconstruct from, with the device's unrated
   items), then test batches (to score: real test ratings only)."""
   items, targets, is_rating = recon.examples(
@@ -84,11 +84,6 @@ def client_data(part: split_lib.UserRatings, *,
       client_ids(part), dataset_fn)
 
 
-def shuffle_seed(seed: int, round_num: int, client_id: str) -> int:
-  """The seed of one client's shuffle in one round: a pure function of its inputs."""
-  return int(np.random.default_rng([seed, round_num, int(client_id)]).integers(2**31 - 1))
-
-
 def training_data_fn(part: split_lib.UserRatings, *, batch_size: int, seed: int,
                      global_user_table: bool = False, num_items: int = 0,
                      negatives_per_rating: float = 0.0):
@@ -105,10 +100,10 @@ def training_data_fn(part: split_lib.UserRatings, *, batch_size: int, seed: int,
       k = part.position(int(cid))
       dataset = user_examples(
           part, k, num_items=num_items, negatives_per_rating=negatives_per_rating,
-          rng=params_lib.negatives_rng(seed, int(cid), round_num),
+          rng=reconstruction.negatives_rng(seed, int(cid), round_num),
           global_user_table=global_user_table)
       size = max(int(dataset.cardinality()), 1)
-      datasets.append(dataset.shuffle(size, seed=shuffle_seed(seed, round_num, cid),
+      datasets.append(dataset.shuffle(size, seed=seeding.client_seed(seed, round_num, int(cid)),
                                       reshuffle_each_iteration=False).batch(batch_size))
     return datasets
   return client_data_fn

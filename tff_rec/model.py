@@ -11,7 +11,7 @@ few high ratings crowd its top 10 (on the bundled data every rating-only
 model, centralized included, ranked below the popularity recommender). The
 implicit head is logistic matrix factorization on rated (1) vs. unrated (0)
 items, the unrated ones sampled on the user's device from the public item
-vocabulary (`params.with_negatives`); nothing about them leaves the device.
+vocabulary (`reconstruction.with_negatives`); nothing about them leaves the device.
 The heads share no parameter, so the implicit one cannot cost RMSE.
 
 Item parameters (q_i, b_i, t_i, c_i) and the offset are global (learned by the
@@ -45,6 +45,8 @@ import numpy as np
 import tensorflow as tf
 import tensorflow_federated as tff
 
+from tff_rec import data as data_lib
+
 ITEM_FACTORS = 'item_factors'
 ITEM_BIAS = 'item_bias'
 USER_FACTORS = 'user_factors'
@@ -53,8 +55,6 @@ OFFSET = 'offset'
 IMPLICIT_ITEM_FACTORS = 'implicit_item_factors'
 IMPLICIT_ITEM_BIAS = 'implicit_item_bias'
 IMPLICIT_USER_FACTORS = 'implicit_user_factors'
-# Every MovieLens release rates on a scale within [0.5, 5].
-MIN_RATING, MAX_RATING = 0.5, 5.0
 # Label columns.
 TARGET, IS_RATING = 0, 1
 LABEL_WIDTH = 2
@@ -204,7 +204,7 @@ def _rating_columns(y_true, sample_weight):
 
 def clipped_prediction(y_pred):
   """The rating column, clipped to the rating scale as a recommender shows it."""
-  return tf.clip_by_value(y_pred[:, RATING], MIN_RATING, MAX_RATING)
+  return tf.clip_by_value(y_pred[:, RATING], data_lib.MIN_RATING, data_lib.MAX_RATING)
 
 
 class RatingRMSE(tf.keras.metrics.RootMeanSquaredError):
@@ -284,7 +284,13 @@ def build_keras_model(*, num_items: int, num_users: int, dim: int, l2: float,
 def reconstruction_model_fn(*, num_items: int, dim: int, l2: float,
                             global_mean: float, seed: int = 0, implicit: bool,
                             implicit_l2: float):
-  """A no-arg `model_fn` for `build_fed_recon` / `build_fed_recon_eval`."""
+  """A no-arg `model_fn` for `build_fed_recon` / `build_fed_recon_eval`.
+
+  It builds a `tff.learning.models.ReconstructionModel` whose global layers
+  (item factors and biases of both heads, the offset) are the federation's
+  and whose local layers (one user row: factors, bias, implicit factors) exist
+  only on the client; batches are `recon_input_spec()`.
+  """
 
   def model_fn():
     keras_model = build_keras_model(num_items=num_items, num_users=1, dim=dim,

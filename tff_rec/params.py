@@ -1,63 +1,16 @@
-"""The trained model as NumPy arrays, and on-device reconstruction of a user.
+"""The trained model as NumPy arrays: what the server releases, and what
+evaluation, ranking and a device's reconstruction (`reconstruction.py`) use.
 
-Used on the Python side after training (evaluation, ranking) and on a user's
-device (`recommend`): the global item parameters are what the server
-released; a user's parameters are rebuilt from that user's own examples with
-the same procedure the federated clients run (plain SGD from zero for
-`recon_epochs` passes in `batch_size` batches, the loss of `model.RatingLoss`),
-so they match what TFF's `build_fed_recon_eval` reconstructs.
-
-A user's examples are their ratings plus, for the implicit head, items they
-have NOT rated, drawn on the device uniformly from the public item vocabulary
-the server broadcasts (`with_negatives`). They are sampled and used on the
-device only; nothing about them (and nothing new) leaves the device.
+Global item parameters (and the offset) are what the federation learns; a
+user table exists only in models that hold one (FedAvg, centralized).
 """
 
 import dataclasses
-import json
-from typing import NamedTuple, Optional, Sequence
+from collections.abc import Sequence
+from typing import NamedTuple
+from typing import Optional
 
 import numpy as np
-
-from tff_common import files
-from tff_rec import ranking
-
-# Every MovieLens release rates within [0.5, 5]; predictions shown are clipped to it.
-MIN_RATING, MAX_RATING = 0.5, 5.0
-# Seeds of reconstruction-time negatives: (seed, NEGATIVES_TAG, user); training
-# rounds use (seed, round, user, NEGATIVES_TAG).
-NEGATIVES_TAG = 7919
-
-
-def negatives_rng(seed: int, user: int, round_num: Optional[int] = None) -> np.random.Generator:
-  """The generator of one user's negatives: a pure function of (seed, [round,] user)."""
-  if round_num is None:
-    return np.random.default_rng([seed, NEGATIVES_TAG, int(user)])
-  return np.random.default_rng([seed, int(round_num), int(user), NEGATIVES_TAG])
-
-
-def with_negatives(items: np.ndarray, ratings: np.ndarray, *, num_items: int,
-                   negatives_per_rating: float,
-                   rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-  """A user's examples: their ratings and round(k * #ratings) unrated items, mixed.
-
-  Returns:
-    (items, targets, is_rating): an unrated item has target 0 (unused) and
-    is_rating 0.
-  """
-  items = np.asarray(items, np.int32)
-  ratings = np.asarray(ratings, np.float32)
-  count = int(round(negatives_per_rating * len(items)))
-  negatives = ranking.sample_negatives(num_items, items, count=count, rng=rng)
-  n = len(negatives)
-  if n == 0:
-    return items, ratings, np.ones(len(items), np.float32)
-  # Interleaved (a fixed permutation from the same generator) so that every
-  # batch holds ratings and unrated items in about the same proportion.
-  order = rng.permutation(len(items) + n)
-  return (np.concatenate([items, negatives]).astype(np.int32)[order],
-          np.concatenate([ratings, np.zeros(n, np.float32)])[order],
-          np.concatenate([np.ones(len(items), np.float32), np.zeros(n, np.float32)])[order])
 
 
 class UserFactors(NamedTuple):
@@ -139,103 +92,26 @@ def from_weights(weights: Sequence[np.ndarray], layers: Sequence[str], *, l2: fl
 
 _ARRAYS = ('item_factors', 'item_bias', 'implicit_item_factors', 'implicit_item_bias',
            'user_factors', 'user_bias', 'implicit_user_factors')
+_SCALARS = ('offset', 'l2', 'implicit_l2')
 
 
-def save(params: MFParams, path: str, **metadata):
+def to_arrays(params: MFParams) -> dict[str, np.ndarray]:
+  """The parameters as named arrays (what a run directory's model.npz holds)."""
   arrays = {k: getattr(params, k) for k in _ARRAYS if getattr(params, k) is not None}
-  arrays['offset'] = np.float32(params.offset)
-  arrays['l2'] = np.float32(params.l2)
-  arrays['implicit_l2'] = np.float32(params.implicit_l2)
-  arrays['metadata'] = np.array(json.dumps(metadata))
-  with files.atomic_path(path) as tmp:
-    np.savez(tmp, **arrays)
+  arrays.update({k: np.float32(getattr(params, k)) for k in _SCALARS})
+  return arrays
 
 
-def load(path: str) -> tuple[MFParams, dict]:
-  with np.load(path) as z:
-    params = MFParams(offset=float(z['offset']), l2=float(z['l2']),
-                      implicit_l2=float(z['implicit_l2']) if 'implicit_l2' in z else 0.0,
-                      **{k: z[k] for k in _ARRAYS if k in z})
-    metadata = json.loads(str(z['metadata']))
-  return params, metadata
+def from_arrays(arrays: dict[str, np.ndarray]) -> MFParams:
+  """Inverse of `to_arrays` (a model stored without `implicit_l2` has none)."""
+  return MFParams(offset=float(arrays['offset']), l2=float(arrays['l2']),
+                  implicit_l2=float(arrays['implicit_l2']) if 'implicit_l2' in arrays else 0.0,
+                  **{k: arrays[k] for k in _ARRAYS if k in arrays})
 
 
-def _sigmoid(z):
-  return 0.5 * (1.0 + np.tanh(0.5 * z))
-
-
-def reconstruct(params: MFParams, users: Sequence[tuple], *, lr: float, epochs: int,
-                batch_size: int, implicit_weight: float = 0.0) -> UserFactors:
-  """Rebuilds each user's parameters from their (items, targets[, is_rating]).
-
-  The loss is `model.RatingLoss`'s: per batch, the mean over its ratings of
-  the squared error plus penalty (rating head), plus `implicit_weight` times
-  the mean over all its examples of the logistic loss of rated (1) vs
-  unrated (0) plus penalty (implicit head). `is_rating` defaults to all ones.
-
-  All users are advanced together, one SGD step each per iteration (a user
-  whose passes are done stops moving), which is the per-device procedure
-  vectorized across devices.
-
-  Returns:
-    UserFactors; zeros for a user without examples, `s` None for a rating-only model.
-  """
-  dim = params.item_factors.shape[1]
-  n_users = len(users)
-  p = np.zeros((n_users, dim), np.float32)
-  b_u = np.zeros(n_users, np.float32)
-  s = np.zeros((n_users, dim), np.float32) if params.implicit else None
-  if n_users == 0:
-    return UserFactors(p, b_u, s)
-  counts = np.array([len(u[1]) for u in users])
-  batches = -(-counts // batch_size)      # ceil
-  steps = batches * epochs
-  width = max(int(counts.max()), 1)
-  items = np.zeros((n_users, width), np.int64)
-  ratings = np.zeros((n_users, width), np.float32)
-  rated = np.zeros((n_users, width), np.float32)
-  for k, user in enumerate(users):
-    it, r = user[0], user[1]
-    items[k, :len(it)] = it
-    ratings[k, :len(r)] = r
-    rated[k, :len(r)] = user[2] if len(user) > 2 else 1.0
-  columns = np.arange(batch_size)
-  l2 = np.float32(params.l2)
-  implicit_l2 = np.float32(params.implicit_l2)
-  lr = np.float32(lr)
-  w_implicit = np.float32(implicit_weight)
-  for step in range(int(steps.max()) if len(steps) else 0):
-    # Only users still stepping are computed (a few heavy raters set the
-    # step count; most users are done long before).
-    u = np.flatnonzero(step < steps)
-    rows = u[:, None]
-    start = (step % batches[u]) * batch_size
-    position = start[:, None] + columns
-    valid = position < counts[u][:, None]
-    position = np.minimum(position, width - 1)
-    it = items[rows, position]
-    m = np.where(valid, rated[rows, position], 0.0).astype(np.float32)
-    # Rating head: d/dx of mean over the batch's ratings of (r - pred)^2 + penalty.
-    n_rated = m.sum(1)
-    per_rating = (1.0 / np.maximum(n_rated, 1.0)).astype(np.float32)
-    q = params.item_factors[it]                       # [U, B, d]
-    pu, bu = p[u], b_u[u]
-    pred = params.offset + bu[:, None] + params.item_bias[it] + np.einsum('ud,ubd->ub', pu, q)
-    error = (ratings[rows, position] - pred) * m
-    has_ratings = (n_rated > 0).astype(np.float32)
-    grad_p = (-2.0 * np.einsum('ub,ubd->ud', error, q) * per_rating[:, None] +
-              2 * l2 * has_ratings[:, None] * pu)
-    grad_b = -2.0 * error.sum(1) * per_rating + 2 * l2 * has_ratings * bu
-    if s is not None and implicit_weight:
-      # Implicit head: w * d/ds of mean over the batch of BCE + implicit_l2 (|s|^2 + |t|^2).
-      su = s[u]
-      size = valid.sum(1).astype(np.float32)
-      t = params.implicit_item_factors[it]
-      logits = params.implicit_item_bias[it] + np.einsum('ud,ubd->ub', su, t)
-      residual = np.where(valid, _sigmoid(logits) - m, 0.0).astype(np.float32)
-      grad_s = w_implicit * (np.einsum('ub,ubd->ud', residual, t) / size[:, None] +
-                             2 * implicit_l2 * su)
-      s[u] = su - lr * grad_s
-    p[u] = pu - lr * grad_p
-    b_u[u] = bu - lr * grad_b
-  return UserFactors(p, b_u, s)
+def global_weights(params: MFParams) -> list:
+  """The global trainable weights of the reconstruction model (its variable order)."""
+  weights = [params.item_factors, params.item_bias.reshape(-1, 1), np.float32(params.offset)]
+  if params.implicit:
+    weights += [params.implicit_item_factors, params.implicit_item_bias.reshape(-1, 1)]
+  return weights

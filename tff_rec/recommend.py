@@ -9,12 +9,14 @@ fedrecon) and the user's own ratings only.
 from absl import flags
 
 from tff_common import cli
+from tff_rec import config
 from tff_rec import flags as rec_flags
+from tff_rec import topn
 
 rec_flags.define_output_dir()
 flags.DEFINE_integer('user', None, 'MovieLens user id.', required=True)
 flags.DEFINE_integer('n', 10, 'How many movies to recommend.')
-flags.DEFINE_enum('algorithm', 'fedrecon', ('fedrecon', 'fedavg', 'centralized'),
+flags.DEFINE_enum('algorithm', 'fedrecon', config.ALGORITHMS,
                   'Whose released item parameters to use.')
 flags.adopt_module_key_flags(rec_flags)  # so that --help lists them
 FLAGS = flags.FLAGS
@@ -22,7 +24,6 @@ FLAGS = flags.FLAGS
 
 def main(argv):
   del argv
-  from tff_rec import topn  # pylint: disable=g-import-not-at-top
   recommendations, rated, ranked_by = topn.recommend(
       FLAGS.output_dir, user=FLAGS.user, n=FLAGS.n, algorithm=FLAGS.algorithm)
   print(topn.format_table(recommendations, user=FLAGS.user, rated=rated,
@@ -30,4 +31,5 @@ def main(argv):
 
 
 if __name__ == '__main__':
-  cli.run(main)
+  # Reconstruction and ranking are NumPy, on the device: no federated computation.
+  cli.run(main, federated=False)

@@ -1,50 +1,46 @@
 """The comparison of fedrecon, fedavg, centralized and popularity (Python, after training).
 
-Evaluates every model found in an output directory on the same split (the
-centralized baseline is trained here if it is missing), then writes
-`summary.json`, `report.md` and `curves.png` atomically.
+Evaluates every model found in an output directory on the same split, then
+writes `summary.json`, `report.md` and `curves.png` atomically.
 """
 
-import csv
-import dataclasses
-import os
 import time
 
 import numpy as np
 
 from tff_common import files
-from tff_common import program
+from tff_common import progress
+from tff_common import run_dir as run_dir_lib
+from tff_rec import algorithms
 from tff_rec import centralized
+from tff_rec import config as config_lib
 from tff_rec import evaluation
 from tff_rec import params as params_lib
-from tff_rec import training
+from tff_rec import reconstruction
+from tff_rec import split as split_lib
 
 MODELS = ('fedrecon', 'fedavg', 'centralized', 'popularity')
 COLUMNS = ('rmse', 'mae', 'hr@10', 'ndcg@10', 'recall@20')
 
 
-def evaluate_all(output_dir: str, *, split=None, log=program.print_flushed) -> dict:
-  """Metrics of every model, for training users and held-out users."""
-  data_config = training.load_data_config(output_dir)
+def evaluate_all(output_dir: str, *, split: split_lib.Split | None = None,
+                 log=progress.print_flushed) -> dict:
+  """Metrics of every model trained in `output_dir`, for training and held-out users."""
+  root = run_dir_lib.RunDir(output_dir)
+  data_config = config_lib.read_data_config(root)
   if split is None:
-    split = training.prepare(data_config, log=log)
+    split = split_lib.load_and_split(data_config, log=log)
   seed = data_config.seed
   results = {}
-  for algorithm in training.ALGORITHMS:
-    path = training.model_path(output_dir, algorithm)
-    if algorithm == 'centralized' and not os.path.isfile(path):
-      config = (training.load_train_config(output_dir, 'fedrecon')
-                if os.path.isdir(os.path.join(output_dir, 'fedrecon'))
-                else training.TrainConfig())
-      log('centralized MF baseline not trained yet in this directory: training it now')
-      training.train(data_config=data_config, output_dir=output_dir, split=split, log=log,
-                     train_config=dataclasses.replace(config, algorithm='centralized'))
-    if not os.path.isfile(path):
-      log(f'{algorithm}: no model in {path}; run tff_rec.train --algorithm={algorithm}')
+  for algorithm in config_lib.ALGORITHMS:
+    run = root.child(algorithm)
+    if not run.exists(run_dir_lib.MODEL):
+      log(f'{algorithm}: no model in {run.path}; run tff_rec.train --algorithm={algorithm}')
       continue
     started = time.perf_counter()
-    params, metadata = params_lib.load(path)
-    config = training.load_train_config(output_dir, algorithm)
+    arrays, metadata = run.load_model()
+    params = params_lib.from_arrays(arrays)
+    config = config_lib.read_train_config(root, algorithm)
     results[algorithm] = _evaluate_mf(algorithm, params, split, config, seed=seed)
     results[algorithm]['train_seconds'] = metadata.get('seconds')
     results[algorithm]['rounds'] = metadata.get('rounds')
@@ -66,10 +62,10 @@ def evaluate_all(output_dir: str, *, split=None, log=program.print_flushed) -> d
 
 def _evaluate_mf(algorithm, params, split, config, *, seed):
   recon = config.recon()
-  factors = training.user_factors(params, split, config)
+  factors = evaluation.training_user_factors(params, split, recon)
   users = evaluation.mf_metrics(params, factors, split.train, split.test, seed=seed)
   # New users are reconstructed on device under every model (fold-in).
-  heldout_factors = evaluation.reconstruct_part(params, split.heldout_train, recon)
+  heldout_factors = reconstruction.reconstruct_part(params, split.heldout_train, recon)
   heldout = evaluation.mf_metrics(params, heldout_factors, split.heldout_train,
                                   split.heldout_test, seed=seed)
   if params.implicit:
@@ -78,8 +74,8 @@ def _evaluate_mf(algorithm, params, split, config, *, seed):
   if algorithm == 'fedrecon':
     # The federated evaluation is the reported figure; the NumPy one above
     # must agree with it (same reconstruction), and is kept as a check.
-    eval_process = training.build_eval_process(split, config)
-    weights = training.global_weights(params)
+    eval_process = algorithms.build_eval_process(split, config)
+    weights = params_lib.global_weights(params)
     for result, train, test in ((users, split.train, split.test),
                                 (heldout, split.heldout_train, split.heldout_test)):
       federated = evaluation.federated_rating_metrics(
@@ -129,12 +125,12 @@ def markdown(results: dict, output_dir: str) -> str:
   times = ', '.join(
       f'{name} {results[name]["train_seconds"]:.0f} s'
       + (f' ({results[name]["rounds"]} rounds)' if results[name].get('rounds') else '')
-      for name in training.ALGORITHMS
+      for name in config_lib.ALGORITHMS
       if name in results and results[name].get('train_seconds') is not None)
   skipped = ', '.join(f'{k} {v:,}' for k, v in s['unknown_items_skipped'].items()) or 'none'
   ranked = results.get('fedrecon', results['popularity'])
-  implicit = [name for name in training.ALGORITHMS if results.get(name, {}).get('implicit')]
-  rating_only = [name for name in training.ALGORITHMS
+  implicit = [name for name in config_lib.ALGORITHMS if results.get(name, {}).get('implicit')]
+  rating_only = [name for name in config_lib.ALGORITHMS
                  if name in results and not results[name].get('implicit')]
   ranking_by = ' '.join(filter(None, [
       f'{", ".join(implicit)} rank by the implicit head ("will this user rate it?", learned '
@@ -169,21 +165,19 @@ Training time (federated: time spent in rounds, over resumed runs too): {times o
 """
 
 
-def curves(output_dir: str, path: str, *, centralized_rmse=None):
+def curves(root: run_dir_lib.RunDir, path: str, *, centralized_rmse=None):
   """Test RMSE and training loss per round of each federated run."""
-  import matplotlib  # pylint: disable=g-import-not-at-top
+  import matplotlib
   matplotlib.use('Agg')
-  import matplotlib.pyplot as plt  # pylint: disable=g-import-not-at-top
+  import matplotlib.pyplot as plt
   figure, (left, right) = plt.subplots(1, 2, figsize=(11, 4))
-  for algorithm in training.FEDERATED:
-    csv_path = os.path.join(output_dir, algorithm, 'metrics.csv')
-    if not os.path.isfile(csv_path):
+  for algorithm in config_lib.FEDERATED:
+    run = root.child(algorithm)
+    rounds, rmse = run.curve(evaluation.TEST_RMSE)
+    if not rounds:
       continue
-    with open(csv_path) as f:
-      rows = list(csv.DictReader(f))
-    rounds = [int(r['round']) for r in rows]
-    left.plot(rounds, [float(r['test_rmse']) for r in rows], label=algorithm)
-    right.plot(rounds, [float(r['client_work/train/loss']) for r in rows], label=algorithm)
+    left.plot(rounds, rmse, label=algorithm)
+    right.plot(*run.training_loss(), label=algorithm)
   left.set(xlabel='round', ylabel='test RMSE', title='Test RMSE (training users)')
   right.set(xlabel='round', ylabel='loss', title='Client training loss')
   if centralized_rmse is not None:
@@ -196,11 +190,15 @@ def curves(output_dir: str, path: str, *, centralized_rmse=None):
   plt.close(figure)
 
 
-def write(output_dir: str, *, split=None, log=program.print_flushed) -> dict:
-  """Evaluates, writes summary.json, report.md and curves.png; returns the results."""
+def write(output_dir: str, *, split: split_lib.Split | None = None,
+          log=progress.print_flushed) -> tuple[dict, str]:
+  """Evaluates, writes summary.json, report.md and curves.png; returns the
+  results and the report's text."""
+  root = run_dir_lib.RunDir(output_dir)
   results = evaluate_all(output_dir, split=split, log=log)
-  files.write_json(os.path.join(output_dir, 'summary.json'), summary(results))
-  files.write_text(os.path.join(output_dir, 'report.md'), markdown(results, output_dir))
-  curves(output_dir, os.path.join(output_dir, 'curves.png'),
+  report = markdown(results, output_dir)
+  root.write_json(run_dir_lib.SUMMARY, summary(results))
+  files.write_text(root.file(run_dir_lib.REPORT), report)
+  curves(root, root.file('curves.png'),
          centralized_rmse=results.get('centralized', {}).get('users', {}).get('rmse'))
-  return results
+  return results, report

@@ -12,6 +12,7 @@ import dataclasses
 
 import numpy as np
 
+from tff_common import progress
 from tff_rec import data as data_lib
 
 METHODS = ('random', 'temporal')
@@ -147,3 +148,24 @@ def split_ratings(ratings: data_lib.Ratings, *, method: str = 'random',
     keep = mask & known
     parts[name] = _group(user[keep], dense[keep], rating[keep], stamp[keep], ids)
   return Split(item_ids=item_ids, unknown_items=unknown, titles=ratings.titles, **parts)
+
+
+def load_and_split(config, log=progress.print_flushed) -> Split:
+  """Loads the ratings of a `config.DataConfig` and splits them; reports what
+  was skipped or dropped."""
+  ratings = data_lib.load(config.data, skip_bad_lines=config.skip_bad_lines)
+  log(f'data: {ratings.source}: {len(ratings):,} ratings, '
+      f'{len(set(ratings.user.tolist())):,} users, {len(set(ratings.item.tolist())):,} items')
+  if ratings.skipped_lines:
+    log(f'data: skipped {ratings.skipped_lines:,} malformed lines (--skip_bad_lines)')
+  split = split_ratings(
+      ratings, method=config.split, test_fraction=config.test_fraction,
+      heldout_users_fraction=config.heldout_users_fraction, seed=config.seed)
+  log(f'split ({config.split}): {len(split.train)} training users '
+      f'({split.train.num_ratings:,} train / {split.test.num_ratings:,} test ratings), '
+      f'{len(split.heldout_train)} held-out users; vocabulary {split.num_items:,} items')
+  dropped = {k: v for k, v in split.unknown_items.items() if v}
+  if dropped:
+    log('ratings of items outside the training vocabulary, skipped: ' +
+        ', '.join(f'{k} {v:,}' for k, v in dropped.items()))
+  return split

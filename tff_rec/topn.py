@@ -1,8 +1,8 @@
 """On-device top-N: a user's factors rebuilt from their own ratings, then ranked.
 
-Runs where the user's ratings are (their device): it needs only the global
-item parameters the server released and the user's ratings, and sends
-nothing back.
+`top_n` runs where the user's ratings are (their device): it needs only the
+global item parameters the server released and the user's ratings, and sends
+nothing back. `recommend` plays that device for one user of a run directory.
 """
 
 import dataclasses
@@ -10,12 +10,14 @@ import dataclasses
 import numpy as np
 
 from tff_common import errors
-from tff_common import program
-from tff_rec import evaluation
+from tff_common import progress
+from tff_common import run_dir as run_dir_lib
+from tff_rec import config as config_lib
+from tff_rec import data as data_lib
 from tff_rec import params as params_lib
 from tff_rec import ranking
+from tff_rec import reconstruction
 from tff_rec import split as split_lib
-from tff_rec import training
 
 
 @dataclasses.dataclass
@@ -27,7 +29,7 @@ class Recommendation:
 
 
 def top_n(params: params_lib.MFParams, items: np.ndarray, ratings: np.ndarray, *,
-          n: int, recon: evaluation.ReconConfig, user: int = 0) -> tuple[np.ndarray, np.ndarray]:
+          n: int, recon: reconstruction.ReconConfig, user: int = 0) -> tuple[np.ndarray, np.ndarray]:
   """The n items the user has not rated that the model ranks first, and their
   predicted ratings.
 
@@ -39,7 +41,7 @@ def top_n(params: params_lib.MFParams, items: np.ndarray, ratings: np.ndarray, *
   factors = recon.reconstruct(params, [examples])
   best = ranking.top_k(params.ranking_scores(factors, 0), n, exclude=np.asarray(items, np.int64))
   predicted = params.scores(factors.p[0], factors.b_u[:1], best)[0]
-  return best, np.clip(predicted, params_lib.MIN_RATING, params_lib.MAX_RATING)
+  return best, np.clip(predicted, data_lib.MIN_RATING, data_lib.MAX_RATING)
 
 
 def user_ratings(split: split_lib.Split, user: int) -> tuple[np.ndarray, np.ndarray]:
@@ -59,18 +61,16 @@ def user_ratings(split: split_lib.Split, user: int) -> tuple[np.ndarray, np.ndar
 
 def recommend(output_dir: str, *, user: int, n: int = 10, algorithm: str = 'fedrecon',
               split: split_lib.Split = None,
-              log=program.print_flushed) -> tuple[list[Recommendation], int, str]:
+              log=progress.print_flushed) -> tuple[list[Recommendation], int, str]:
   """Top-n for `user` with the model trained in `output_dir`; also returns their
   rating count and what the list is ranked by."""
-  path = training.model_path(output_dir, algorithm)
-  try:
-    params, _ = params_lib.load(path)
-  except FileNotFoundError:
-    raise errors.InputError(f'{path}: not found; train with --algorithm={algorithm} '
-                            'first') from None
-  config = training.load_train_config(output_dir, algorithm)
+  root = run_dir_lib.RunDir(output_dir)
+  arrays, _ = root.child(algorithm).load_model(
+      missing_hint=f'train with --algorithm={algorithm} first')
+  params = params_lib.from_arrays(arrays)
+  config = config_lib.read_train_config(root, algorithm)
   if split is None:
-    split = training.prepare(training.load_data_config(output_dir), log=log)
+    split = split_lib.load_and_split(config_lib.read_data_config(root), log=log)
   try:
     items, ratings = user_ratings(split, user)
   except KeyError:

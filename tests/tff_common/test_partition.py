@@ -37,7 +37,8 @@ def test_label_skew_small_alpha_concentrates_classes():
   mild = partition.label_skew(labels, 5, alpha=100.0, seed=0)
   _assert_cover(skewed, 1000)
   _assert_cover(mild, 1000)
-  spread = lambda parts: np.std([labels[p].mean() for p in parts])
+  def spread(parts):
+    return np.std([labels[p].mean() for p in parts])
   assert spread(skewed) > 0.25 > 0.05 > spread(mild)
   again = partition.label_skew(labels, 5, alpha=0.1, seed=0)
   assert all(np.array_equal(a, b) for a, b in zip(skewed, again))

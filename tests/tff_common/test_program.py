@@ -6,7 +6,10 @@ import os
 import numpy as np
 import pytest
 
+from tff_common import errors
 from tff_common import program
+from tff_common import program_config
+from tff_common import run_dir
 
 
 def test_sampling_is_a_function_of_seed_and_round():
@@ -26,8 +29,8 @@ def test_flatten_metrics_keeps_scalars_only():
 
 
 def _linear_process():
-  import tensorflow as tf  # pylint: disable=g-import-not-at-top
-  import tensorflow_federated as tff  # pylint: disable=g-import-not-at-top
+  import tensorflow as tf
+  import tensorflow_federated as tff
 
   def model_fn():
     keras_model = tf.keras.Sequential([tf.keras.layers.Dense(
@@ -41,7 +44,7 @@ def _linear_process():
 
 
 def _client_data(ids, round_num):
-  import tensorflow as tf  # pylint: disable=g-import-not-at-top
+  import tensorflow as tf
   datasets = []
   for cid in ids:
     rng = np.random.default_rng([int(cid[1:]), round_num])
@@ -51,60 +54,69 @@ def _client_data(ids, round_num):
   return datasets
 
 
+def _config(rounds, **kwargs):
+  return program_config.ProgramConfig(rounds=rounds, **kwargs)
+
+
 def test_resume_equals_uninterrupted_run(tff_context, tmp_path):
   del tff_context
   process = _linear_process()
   ids = ['c0', 'c1', 'c2', 'c3']
   common = dict(process=process, client_ids=ids, client_data_fn=_client_data,
-                clients_per_round=2, seed=1, log=lambda s: None)
-  full = program.run_training(total_rounds=4, output_dir=str(tmp_path / 'full'), **common)
-  part_dir = str(tmp_path / 'part')
-  first = program.run_training(total_rounds=2, output_dir=part_dir, **common)
+                log=lambda s: None)
+  sampling = dict(clients_per_round=2, seed=1)
+  full = program.run_training(config=_config(4, **sampling),
+                              run=run_dir.RunDir(str(tmp_path / 'full')), **common)
+  part = run_dir.RunDir(str(tmp_path / 'part'))
+  first = program.run_training(config=_config(2, **sampling), run=part, **common)
   lines = []
-  second = program.run_training(total_rounds=4, output_dir=part_dir,
+  second = program.run_training(config=_config(4, **sampling), run=part,
                                 **{**common, 'log': lines.append})
   assert first.rounds_run == 2 and second.resumed_from == 2 and second.rounds_run == 2
   assert any('resuming from the checkpoint of round 2' in line for line in lines)
   w_full = process.get_model_weights(full.state).trainable
   w_resumed = process.get_model_weights(second.state).trainable
-  for a, b in zip(w_full, w_resumed):
+  for a, b in zip(w_full, w_resumed, strict=True):
     np.testing.assert_allclose(a, b, atol=1e-6)
   # Loss fell, and the CSV holds each round exactly once after the resume.
   losses = [h['client_work/train/loss'] for h in full.history]
   assert losses[-1] < losses[0]
-  with open(os.path.join(part_dir, 'metrics.csv')) as f:
+  with open(part.metrics_csv) as f:
     rounds = [int(row['round']) for row in csv.DictReader(f)]
   assert rounds == [1, 2, 3, 4]
-  assert os.listdir(os.path.join(part_dir, 'tensorboard'))
+  assert part.training_loss()[0] == [1, 2, 3, 4]
+  assert os.listdir(part.tensorboard)
 
 
 def test_torn_checkpoint_is_skipped(tff_context, tmp_path):
   del tff_context
   process = _linear_process()
-  out = str(tmp_path / 'run')
+  run = run_dir.RunDir(str(tmp_path / 'run'))
   common = dict(process=process, client_ids=['c0', 'c1'], client_data_fn=_client_data,
-                output_dir=out, log=lambda s: None)
-  program.run_training(total_rounds=2, **common)
+                run=run, log=lambda s: None)
+  program.run_training(config=_config(2), **common)
   # A crash in the middle of writing round 3 leaves a directory without a model.
-  os.makedirs(os.path.join(out, 'checkpoints', 'round_3'))
-  result = program.run_training(total_rounds=3, **common)
+  os.makedirs(os.path.join(run.checkpoints, 'round_3'))
+  lines = []
+  result = program.run_training(config=_config(3), **{**common, 'log': lines.append})
   assert result.resumed_from == 2 and result.rounds_run == 1
+  assert any('checkpoint of round 3 is unreadable' in line for line in lines)
+  assert os.path.isdir(os.path.join(run.unreadable_checkpoints, 'round_3'))
 
 
-def test_a_run_directory_refuses_other_settings(tmp_path):
-  from tff_common import errors, files  # pylint: disable=g-import-not-at-top,multiple-imports
-  path = str(tmp_path / 'config.json')
-  settings = {'data': {'seed': 0}, 'train': {'rounds': 5, 'lr': 0.1}}
-  program.check_run_settings(path, settings)  # nothing stored yet: anything goes
-  files.write_json(path, settings)
-  program.check_run_settings(path, settings)
-  # More rounds continue the same run when the caller says so...
-  more = {'data': {'seed': 0}, 'train': {'rounds': 9, 'lr': 0.1}}
-  program.check_run_settings(path, more, ignore=('train/rounds',))
-  # ...anything else is refused, naming the setting, its old and new value.
-  with pytest.raises(errors.InputError, match=r'train/lr: 0.1 there, 0.2 now'):
-    program.check_run_settings(path, {'data': {'seed': 0}, 'train': {'rounds': 5, 'lr': 0.2}})
-  with pytest.raises(errors.InputError, match='train/rounds'):
-    program.check_run_settings(path, more)
-  with pytest.raises(errors.InputError, match='data/split'):
-    program.check_run_settings(path, {**settings, 'data': {'seed': 0, 'split': 'temporal'}})
+def test_open_run_checks_claims_and_seeds(tmp_path):
+  import tensorflow as tf
+  run = run_dir.RunDir(str(tmp_path / 'run'))
+  config = program_config.ProgramConfig(rounds=3, seed=7)
+  settings = {'train': {'rounds': 3, 'lr': 0.1}}
+  with pytest.raises(errors.InputError, match='--clients_per_round must be at least 1'):
+    program.open_run(run, settings=settings, config=program_config.ProgramConfig(clients_per_round=0))
+  assert not os.path.exists(run.path)  # an invalid flag claims nothing
+  program.open_run(run, settings=settings, config=config)
+  first = tf.random.uniform([3]).numpy()
+  # More rounds (or another checkpoint period) continue the same run, reseeded.
+  program.open_run(run, settings={'train': {'rounds': 9, 'lr': 0.1}},
+                   config=program_config.ProgramConfig(rounds=9, seed=7))
+  np.testing.assert_array_equal(tf.random.uniform([3]).numpy(), first)
+  with pytest.raises(errors.InputError, match='train/lr'):
+    program.open_run(run, settings={'train': {'rounds': 3, 'lr': 0.2}}, config=config)

@@ -1,0 +1,47 @@
+"""tff_rec.config: settings stored by older versions of tff_rec load, or are refused."""
+
+import dataclasses
+import json
+
+import pytest
+
+from tff_common import errors
+from tff_common import run_dir
+from tff_rec import config as config_lib
+
+
+# train_config.json is the name older versions stored a run's settings under.
+@pytest.mark.parametrize('file_name', ['train_config.json', run_dir.CONFIG])
+def test_train_configs_of_older_versions_load_or_are_refused(tmp_path, file_name):
+  root = run_dir.RunDir(str(tmp_path))
+  def stored(**values):
+    run = tmp_path / 'fedrecon'
+    run.mkdir(exist_ok=True)
+    (run / file_name).write_text(json.dumps(values))
+    return root
+  # Before implicit feedback: a rating-only model, reconstructed as it was trained.
+  config = config_lib.read_train_config(stored(algorithm='fedrecon', batch_size=16), 'fedrecon')
+  assert not config.implicit and config.examples_per_batch() == 16
+  assert config.recon().negatives_per_rating == 0 and config.recon().implicit_weight == 0
+  config = config_lib.read_train_config(
+      stored(algorithm='fedrecon', negatives_per_rating=0.0, negative_weight=0.0), 'fedrecon')
+  assert not config.implicit
+  # Imputed negative ratings (the old scheme) cannot be evaluated as either head.
+  with pytest.raises(errors.InputError, match='older tff_rec'):
+    config_lib.read_train_config(
+        stored(algorithm='fedrecon', negatives_per_rating=1.0, negative_weight=0.1), 'fedrecon')
+  # Older versions stored rounds=None: read as the default.
+  config = config_lib.read_train_config(stored(algorithm='fedrecon', rounds=None), 'fedrecon')
+  assert config.rounds == config_lib.TrainConfig().rounds
+  # Either setting at 0 turns the head off everywhere.
+  assert config_lib.TrainConfig().implicit
+  off = config_lib.TrainConfig(implicit_weight=0.0)
+  assert not off.implicit and off.negatives() == 0 and off.examples_per_batch() == 16
+
+
+# data.json is the name older versions stored the data settings under.
+@pytest.mark.parametrize('file_name', ['data.json', run_dir.CONFIG])
+def test_data_config_is_read_under_either_name(tmp_path, file_name):
+  stored = config_lib.DataConfig(data='ratings.csv', split='temporal', seed=3)
+  (tmp_path / file_name).write_text(json.dumps(dataclasses.asdict(stored)))
+  assert config_lib.read_data_config(run_dir.RunDir(str(tmp_path))) == stored

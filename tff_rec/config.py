@@ -1,0 +1,134 @@
+"""The settings of a recommendation run: the data split, and one algorithm's training.
+
+One directory holds one data split (`DataConfig`, its config.json) and one
+training run per algorithm (`TrainConfig`, in `<algorithm>/config.json`).
+How the defaults were chosen is in bench/README.md (tuning notes).
+"""
+
+import dataclasses
+from typing import Any
+from typing import Optional
+
+from tff_common import errors
+from tff_common import program_config
+from tff_common import run_dir
+from tff_rec import reconstruction
+
+ALGORITHMS = ('fedrecon', 'fedavg', 'centralized')
+FEDERATED = ('fedrecon', 'fedavg')
+# FedRecon's server step is large on purpose: the server averages item updates
+# over every sampled client, yet a movie is rated by few of them, so the mean
+# shrinks its update by about `clients_per_round`. FedAvg diverges at that step.
+DEFAULT_SERVER_LR = {'fedrecon': 30.0, 'fedavg': 3.0}
+
+
+@dataclasses.dataclass(frozen=True)
+class DataConfig:
+  """The ratings and how they are split; shared by every algorithm of a directory."""
+  data: str = ''                 # empty: the bundled MovieLens
+  skip_bad_lines: bool = False
+  split: str = 'random'
+  test_fraction: float = 0.2
+  heldout_users_fraction: float = 0.1
+  seed: int = 0
+
+
+@dataclasses.dataclass(frozen=True)
+class TrainConfig(program_config.ProgramConfig):
+  """One algorithm's hyperparameters (the shared program's settings included).
+
+  `server_lr` None means `DEFAULT_SERVER_LR` of the algorithm. The implicit
+  head (model.py) is on when both `negatives_per_rating` (unrated items each
+  device samples per rating) and `implicit_weight` (its loss weight, i.e. its
+  learning-rate multiplier under SGD) are positive; without it top-N lists
+  rank by predicted rating.
+  """
+  rounds: int = 100
+  clients_per_round: Optional[int] = 50
+  rounds_per_checkpoint: int = 10
+  seed: int = 0
+  algorithm: str = 'fedrecon'
+  client_lr: float = 0.1
+  server_lr: Optional[float] = None
+  recon_lr: float = 0.1
+  recon_epochs: int = 3
+  dim: int = 32
+  l2: float = 0.05
+  batch_size: int = 16          # ratings per batch (see examples_per_batch)
+  aggregator: str = 'mean'
+  centralized_epochs: int = 15
+  centralized_lr: float = 0.003
+  centralized_l2: float = 0.1
+  negatives_per_rating: float = 3.0
+  implicit_weight: float = 40.0
+  implicit_l2: float = 0.005
+
+  def effective_server_lr(self) -> float:
+    if self.server_lr is not None:
+      return self.server_lr
+    return DEFAULT_SERVER_LR.get(self.algorithm, 1.0)
+
+  @property
+  def implicit(self) -> bool:
+    """Whether the model has (and trains) the implicit head."""
+    return self.negatives_per_rating > 0 and self.implicit_weight > 0
+
+  def negatives(self) -> float:
+    """Unrated items sampled per rating (none without the implicit head)."""
+    return self.negatives_per_rating if self.implicit else 0.0
+
+  def loss_weight(self) -> float:
+    """The implicit head's weight in the loss (0 without the head)."""
+    return self.implicit_weight if self.implicit else 0.0
+
+  def examples_per_batch(self) -> int:
+    """A batch holds `batch_size` ratings and about `negatives()` x as many
+    unrated items, so the rating head's steps do not depend on them."""
+    return max(1, int(round(self.batch_size * (1 + self.negatives()))))
+
+  def recon(self) -> reconstruction.ReconConfig:
+    """How a device rebuilds its user parameters under this model."""
+    return reconstruction.ReconConfig(
+        lr=self.recon_lr, epochs=self.recon_epochs, batch_size=self.examples_per_batch(),
+        negatives_per_rating=self.negatives(), implicit_weight=self.loss_weight(),
+        seed=self.seed)
+
+  def model_kwargs(self, split) -> dict:
+    """The model's shape and regularization (`model.*_model_fn`) on `split`."""
+    return dict(num_items=split.num_items, dim=self.dim, l2=self.l2,
+                global_mean=split.global_mean(), seed=self.seed, implicit=self.implicit,
+                implicit_l2=self.implicit_l2)
+
+  def settings(self) -> dict[str, Any]:
+    """What the run directory stores (the effective server step included)."""
+    return {**dataclasses.asdict(self), 'server_lr': self.effective_server_lr()}
+
+  @classmethod
+  def from_settings(cls, values: dict[str, Any], *, where: str) -> 'TrainConfig':
+    """Reads `settings()` back, including those of older versions of tff_rec."""
+    values = dict(values)
+    for key in cls.MAY_CHANGE:
+      if values.get(key) is None:  # older versions stored None here
+        values.pop(key, None)
+    if 'implicit_weight' not in values:
+      # Stored by a tff_rec without the implicit head: a rating-only model,
+      # unless it was trained with the old imputed-negative targets.
+      if values.pop('negative_weight', 0.0) and values.get('negatives_per_rating', 0.0):
+        raise errors.InputError(
+            f'{where}: trained by an older tff_rec with imputed negative ratings, which '
+            'this version cannot evaluate; train again in a new --output_dir')
+      values.update(negatives_per_rating=0.0, implicit_weight=0.0)
+    return cls(**values)
+
+
+def read_data_config(root: run_dir.RunDir) -> DataConfig:
+  """The data settings of the directory `root` (written by the first training)."""
+  return DataConfig(**root.read_json(
+      run_dir.CONFIG, missing_hint=f'run `python -m tff_rec.train --output_dir={root.path}` first'))
+
+
+def read_train_config(root: run_dir.RunDir, algorithm: str) -> TrainConfig:
+  """The settings `algorithm` was trained with in the directory `root`."""
+  run = root.child(algorithm)
+  return TrainConfig.from_settings(run.read_json(
+      run_dir.CONFIG, missing_hint=f'train with --algorithm={algorithm} first'), where=run.path)
