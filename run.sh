@@ -4,7 +4,7 @@
 #   ./run.sh test [ARGS] pytest over tests/ (ARGS go to pytest, e.g. -q or tests/test_credit.py)
 #   ./run.sh credit      only the credit-scoring demo (train + evaluate), outputs in runs/credit
 #   ./run.sh rec         only the recommendation demo (train + evaluate + one user's top 10), runs/rec
-#   ./run.sh compare     the NumPy baseline against TFF on the credit data (FedSGD, FedAvg, async), runs/compare
+#   ./run.sh crosscheck  the NumPy baseline against TFF on the credit data (FedSGD, FedAvg, async), runs/crosscheck
 #   ./run.sh setup       install only
 #   ./run.sh help        this list
 # Outputs go under runs/ (or $OUT).
@@ -59,17 +59,17 @@ PY
 PY="$VENV/bin/python"
 credit() { "$PY" -m tff_credit.demo --output_dir="$OUT/credit"; }
 rec() { "$PY" -m tff_rec.demo --output_dir="$OUT/rec"; }
-compare() {
-  "$PY" -m numpy_fl.compare --data=credit --algorithm=fedsgd --rounds=50 --lr=0.5 --output_dir="$OUT/compare/fedsgd" \
-    --async_buffer=2 --delay_distribution=lognormal --target_fraction=0.99
-  "$PY" -m numpy_fl.compare --data=credit --algorithm=fedavg --rounds=20 --lr=0.1 --batch_size=32 \
-    --output_dir="$OUT/compare/fedavg"
+crosscheck() {
+  "$PY" -m numpy_fl.crosscheck --data=credit --algorithm=fedsgd --rounds=50 --lr=0.5 \
+    --output_dir="$OUT/crosscheck/fedsgd" --async_buffer=2 --delay_distribution=lognormal --target_fraction=0.99
+  "$PY" -m numpy_fl.crosscheck --data=credit --algorithm=fedavg --rounds=20 --lr=0.1 --batch_size=32 \
+    --output_dir="$OUT/crosscheck/fedavg"
 }
 
 cmd="${1:-main}"
 case "$cmd" in
   main) setup; credit; rec ;;
-  credit|rec|compare) setup; "$cmd" ;;
+  credit|rec|crosscheck) setup; "$cmd" ;;
   test) shift; setup; cd "$ROOT"; exec "$VENV/bin/python" -m pytest "$@" ;;
   setup) setup ;;
   help|-h|--help) sed -n '2,10p' "$0" | sed 's/^# \{0,1\}//' ;;

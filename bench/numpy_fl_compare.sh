@@ -14,7 +14,7 @@ cd "$ROOT"
 run() {
   local name="$1"; shift
   echo "== $name: $*"
-  "$PY" -m numpy_fl.compare --data=credit --banks=5 --output_dir="$OUT/$name" "$@" \
+  "$PY" -m numpy_fl.crosscheck --data=credit --banks=5 --output_dir="$OUT/$name" "$@" \
     | grep -v '^round ' || return 1
 }
 

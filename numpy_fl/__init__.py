@@ -1,16 +1,16 @@
-"""NumPy federated learning: the readable reference TFF is checked and timed against.
+"""NumPy federated learning: the readable engine TFF is checked and timed against.
 
-Imports no TensorFlow. Modules:
+The engine imports neither TensorFlow nor the project's TFF packages
+(`tff_common`, `tff_credit`, `tff_rec`). Modules:
   models        linear (MSE) and logistic (cross-entropy) regression on a flat weight vector
   client        a client's data, full-batch gradient (FedSGD), local SGD (FedAvg)
   server        broadcast, uniform / example-weighted mean, server SGD(M)
   algorithms    FedSGD / FedAvg client work and the synchronous loop
-  asynchronous  FedBuff-style buffered asynchronous aggregation on a simulated clock
-  synthetic     the seed's synthetic linear problem
-  comparison    side-by-side runs against a reference engine, CSV and plots
+  asynchronous  FedBuff-style buffered asynchronous aggregation raced against the synchronous loop
+  synthetic     the textbook synthetic linear regression problem, split over clients
+  crosscheck/   (subpackage, imports TensorFlow) the engine against its TFF twin, round by round
 
-`numpy_fl.tff_reference` (the TFF side) and `numpy_fl.compare` (the binary)
-import TensorFlow and are therefore not imported here.
+`numpy_fl.crosscheck` is not imported here; `python -m numpy_fl.crosscheck` runs it.
 """
 
 from numpy_fl.algorithms import FedAvg
@@ -26,3 +26,19 @@ from numpy_fl.models import get_model
 from numpy_fl.models import initial_weights
 from numpy_fl.server import Server
 from numpy_fl.server import aggregate
+
+__all__ = [
+    'Client',
+    'ClientUpdate',
+    'FedAvg',
+    'FedSGD',
+    'LinearRegression',
+    'LogisticRegression',
+    'Server',
+    'aggregate',
+    'get_model',
+    'global_loss',
+    'initial_weights',
+    'run_round',
+    'run_rounds',
+]

@@ -3,12 +3,13 @@
 The client work runs on the clients, `Server.step` on the server, and
 `run_rounds` is the Python orchestrator of the synchronous protocol: every
 round, every client starts from the same broadcast model and the server waits
-for all of them before stepping (the seed's loop).
+for all of them before stepping (the textbook synchronous loop).
 """
 
 import dataclasses
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
+from collections.abc import Sequence
 from typing import Optional
 
 import numpy as np

@@ -23,7 +23,8 @@ import dataclasses
 import heapq
 import math
 from collections.abc import Sequence
-from typing import Callable, Optional
+from typing import Callable
+from typing import Optional
 
 import numpy as np
 
@@ -167,7 +168,8 @@ def run_async(*, server: server_lib.Server, clients: Sequence[client_lib.Client]
 
 
 @dataclasses.dataclass
-class Comparison:
+class SyncAsyncRace:
+  """The synchronous loop and FedBuff racing to one target loss on the same simulated clock."""
   target_loss: float
   sync: Trace
   asynchronous: Trace
@@ -189,10 +191,11 @@ class Comparison:
     return out
 
 
-def compare(*, make_server: Callable[[], server_lib.Server],
-            clients: Sequence[client_lib.Client], algorithm, delays: Delays,
-            buffer_size: int, rounds: int, staleness_exponent: float = 0.5,
-            target_loss: Optional[float] = None, target_fraction: float = 0.95) -> Comparison:
+def race_sync_async(*, make_server: Callable[[], server_lib.Server],
+                    clients: Sequence[client_lib.Client], algorithm, delays: Delays,
+                    buffer_size: int, rounds: int, staleness_exponent: float = 0.5,
+                    target_loss: Optional[float] = None,
+                    target_fraction: float = 0.95) -> SyncAsyncRace:
   """Sync for `rounds` rounds, then async for the same simulated time.
 
   Args:
@@ -211,4 +214,4 @@ def compare(*, make_server: Callable[[], server_lib.Server],
                            delays=delays, buffer_size=buffer_size,
                            max_time=sync.points[-1].time,
                            staleness_exponent=staleness_exponent)
-  return Comparison(target_loss, sync, asynchronous)
+  return SyncAsyncRace(target_loss, sync, asynchronous)

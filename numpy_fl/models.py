@@ -3,7 +3,8 @@
 Runs wherever it is called: on a client (local gradients) or on the Python
 orchestrator (evaluation). A model is a single dense unit, so its weights are
 one flat vector `[w_1, ..., w_d, b]`: the kernel, then the bias. The same
-layout is what `tff_reference` copies into and out of a Keras `Dense(1)`.
+layout is what `numpy_fl.crosscheck.tff_twin` copies into and out of a Keras
+`Dense(1)`.
 
 Losses are means over the examples, as Keras losses are, so a client's
 full-batch gradient equals the one TFF computes from the same data.
@@ -16,7 +17,7 @@ DTYPES = {'float32': np.float32, 'float64': np.float64}
 
 
 class LinearRegression:
-  """`y ≈ X·w + b` with the mean squared error (the seed's example)."""
+  """`y ≈ X·w + b` with the mean squared error (the textbook example)."""
 
   name = 'linear'
 

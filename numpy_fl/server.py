@@ -2,11 +2,12 @@
 
 Runs on the server. One round is `broadcast` -> clients -> `step(updates)`:
 
-    w <- w - lr * (1/K) * sum_k u_k                  (weighting='uniform', the seed's formula)
+    w <- w - lr * (1/K) * sum_k u_k                  (weighting='uniform')
     w <- w - lr * sum_k n_k u_k / sum_k n_k          (weighting='num_examples')
 
-with `u_k` a client gradient (FedSGD) or model delta (FedAvg). With momentum
-`m > 0` the step is TFF's SGDM: `a <- m * a + mean; w <- w - lr * a`.
+with `u_k` a client gradient (FedSGD) or model delta (FedAvg). For FedSGD the
+uniform line is the textbook FedSGD formula `w <- w - lr * (1/K) * sum_k grad F_k(w)`.
+With momentum `m > 0` the step is TFF's SGDM: `a <- m * a + mean; w <- w - lr * a`.
 """
 
 from collections.abc import Sequence

@@ -1,4 +1,4 @@
-"""The seed's synthetic linear problem, split over clients of unequal size.
+"""The textbook synthetic linear regression problem, split over clients of unequal size.
 
 Runs once on the Python orchestrator before training. `y = x·w* + b* + noise`
 with a ground truth shared by all clients; clients differ in size (so uniform
