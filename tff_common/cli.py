@@ -1,5 +1,6 @@
 """What every binary does around its `main`: quiet logs, the TFF runtime, one-line
-input errors, and flags mapped onto config dataclasses.
+input errors and interruptions (exit codes: `tff_common.errors`), and flags
+mapped onto config dataclasses.
 
 Import this module first in a binary, before anything that imports TensorFlow:
 importing it imports TF and TFF quietly (`quiet.import_tensorflow`), which only
@@ -16,6 +17,7 @@ code never installs it.
 """
 
 import dataclasses
+import signal
 import sys
 
 from tff_common import quiet
@@ -33,8 +35,11 @@ from tff_common import runtime
 
 def run(main, *, federated: bool = True):
   """`app.run(main)`, with absl INFO lines off, TFF's runtime installed first
-  (unless the binary runs no federated computation) and `InputError` printed
-  as one line with exit 2."""
+  (unless the binary runs no federated computation), and the exit codes of
+  `tff_common.errors`: an `InputError` (or `TrainingFailed`) is printed as one
+  line `error: ...` with exit 2; SIGINT / SIGTERM as one line (`interrupted`,
+  or the round to resume from when `tff_common.program` was training) with
+  exit 130 / 143; anything else is a bug and keeps its traceback (exit 1)."""
 
   def guarded(argv):
     # absl turns on INFO logging after parsing flags; keep warnings and errors
@@ -42,14 +47,41 @@ def run(main, *, federated: bool = True):
     if not flags.FLAGS['verbosity'].present:
       logging.set_verbosity(logging.WARNING)
     try:
+      # SIGTERM raises (so atexit stops the worker) even in a binary that
+      # runs no federated computation.
+      runtime.install_signal_handlers()
       if federated:
         runtime.install_execution_context()
       return main(argv)
     except errors.InputError as e:
-      print(f'error: {e}', file=sys.stderr, flush=True)
-      sys.exit(2)
+      _exit(f'error: {e}', 2)
+    except errors.Interrupted as e:
+      _exit(e.message, e.exit_code)
+    except KeyboardInterrupt:
+      _exit('interrupted', 128 + signal.SIGINT)
 
-  app.run(guarded)
+  app.run(guarded, flags_parser=_parse_flags)
+
+
+def _parse_flags(argv):
+  """absl's parsing, with a bad flag as one line and exit 2 like any bad input
+  (absl's own prints two lines and exits 1, the code of a bug)."""
+  try:
+    return flags.FLAGS(argv)
+  except flags.Error as e:
+    _exit(f'error: {" ".join(str(e).split())}; see --help', 2)
+
+
+def _exit(line: str, code: int):
+  if code != 2:
+    # Interrupted: a second Ctrl-C (or a TERM after the INT) while atexit stops
+    # the worker would print a traceback from inside atexit; the one line
+    # already said what happened, and stopping the worker is bounded (a few
+    # seconds, then SIGKILL).
+    for signum in (signal.SIGINT, signal.SIGTERM):
+      signal.signal(signum, signal.SIG_IGN)
+  print(line, file=sys.stderr, flush=True)
+  sys.exit(code)
 
 
 def define_output_dir(help_text: str):

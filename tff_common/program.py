@@ -14,6 +14,11 @@ federated round executed by TFF's runtime (installed once per process: see
     skipped, never trusted.
 *   Metrics of every round, released to `metrics.csv` (rows past the resumed
     round are replaced) and to TensorBoard, and one progress line per round.
+*   Safety: the run directory is locked while training (`RunDir.lock`);
+    temporary checkpoints left by a crash are removed at the start; a round
+    whose update or new model is not finite is refused (`errors.TrainingFailed`)
+    before anything of it is written; SIGINT / SIGTERM become
+    `errors.Interrupted` naming the round to resume from.
 
 Where each file goes is `tff_common.run_dir`'s business.
 """
@@ -21,6 +26,7 @@ Where each file goes is `tff_common.run_dir`'s business.
 import asyncio
 import dataclasses
 import os
+import re
 import shutil
 import time
 from collections.abc import Callable
@@ -30,8 +36,10 @@ from typing import Any
 from typing import Optional
 
 import numpy as np
+import tensorflow as tf
 import tensorflow_federated as tff
 
+from tff_common import errors
 from tff_common import program_config
 from tff_common import progress
 from tff_common import run_dir as run_dir_lib
@@ -93,11 +101,39 @@ class TrainingResult:
 class Checkpoints:
   """`FileProgramStateManager` plus a fallback past torn checkpoints."""
 
+  # A complete checkpoint (TFF writes `round_N_tempNNNN`, then renames it).
+  _COMPLETE = re.compile(r'round_(\d+)$')
+  _TEMPORARY = re.compile(r'round_\d+_temp')
+
   def __init__(self, run: run_dir_lib.RunDir, *, keep_total: int = 3):
     self._run = run
     self._manager = tff.program.FileProgramStateManager(
         root_dir=run.checkpoints, prefix='round_', keep_total=keep_total,
         keep_first=False)
+
+  def remove_temporary(self, log: Callable[[str], None]):
+    """Removes the temporary checkpoints a crash or a kill left mid-write.
+
+    Only safe under the run directory's lock: another process's temporary
+    checkpoint may be a save in progress.
+    """
+    stale = sorted(name for name in os.listdir(self._run.checkpoints)
+                   if self._TEMPORARY.match(name))
+    for name in stale:
+      shutil.rmtree(os.path.join(self._run.checkpoints, name), ignore_errors=True)
+    if stale:
+      log(f'removed {len(stale)} temporary checkpoint{"s" if len(stale) > 1 else ""} left by '
+          f'an interrupted run: {", ".join(stale)}')
+
+  def newest(self) -> int:
+    """The round of the newest complete checkpoint on disk (0: none): where a
+    rerun resumes from."""
+    try:
+      names = os.listdir(self._run.checkpoints)
+    except OSError:
+      return 0
+    rounds = [int(m.group(1)) for m in map(self._COMPLETE.match, names) if m]
+    return max(rounds, default=0)
 
   def load_latest(self, structure, log: Callable[[str], None]) -> tuple[Any, int]:
     versions = asyncio.run(self._manager.get_versions()) or []
@@ -114,6 +150,9 @@ class Checkpoints:
         os.replace(os.path.join(self._run.checkpoints, f'round_{version}'), aside)
         log(f'checkpoint of round {version} is unreadable ({type(e).__name__}); '
             f'moved to {aside}, trying an older one')
+    if versions:
+      # Not silently: the user expected a resume.
+      log(f'no readable checkpoint in {self._run.checkpoints}; training starts from round 1')
     return None, 0
 
   def save(self, state, round_num: int):
@@ -151,10 +190,26 @@ def run_training(
 
   Returns:
     A `TrainingResult` with the final state and this call's metric history.
+
+  Raises:
+    errors.InputError: another process holds `run` (see `RunDir.lock`, which
+      this takes, reentrantly, for the whole call), or it cannot be written.
+    errors.TrainingFailed: a round's update or new model weights were not
+      finite; nothing of that round is written (earlier checkpoints stay).
+    errors.Interrupted: SIGINT (exit code 130) or SIGTERM (143) during the
+      rounds; its message names the round and the round a rerun resumes from.
   """
   config.check()
-  run.makedirs()
+  with run.lock():
+    return _run_training(process=process, client_ids=client_ids,
+                         client_data_fn=client_data_fn, run=run, config=config,
+                         evaluate_fn=evaluate_fn, progress_keys=progress_keys, log=log)
+
+
+def _run_training(*, process, client_ids, client_data_fn, run, config, evaluate_fn,
+                  progress_keys, log) -> TrainingResult:
   checkpoints = Checkpoints(run)
+  checkpoints.remove_temporary(log)
   releases = tff.program.GroupingReleaseManager([
       tff.program.CSVFileReleaseManager(
           file_path=run.metrics_csv, key_fieldname=run_dir_lib.ROUND),
@@ -173,24 +228,62 @@ def run_training(
         'nothing to do')
 
   history = []
-  for round_num in range(start_round + 1, total_rounds + 1):
-    started = time.perf_counter()
-    sampled = sample_clients(client_ids, clients_per_round=config.clients_per_round,
-                             seed=config.seed, round_num=round_num)
-    output = process.next(state, client_data_fn(sampled, round_num))
-    state = output.state
-    metrics = flatten_metrics(output.metrics)
-    if evaluate_fn is not None:
-      metrics.update(evaluate_fn(state, round_num))
-    metrics['clients'] = float(len(sampled))
-    metrics[run_dir_lib.SECONDS] = time.perf_counter() - started
-    history.append(metrics)
-    asyncio.run(releases.release(metrics, key=round_num))
-    if round_num % config.rounds_per_checkpoint == 0 or round_num == total_rounds:
-      checkpoints.save(state, round_num)
-    log(_progress_line(round_num, total_rounds, metrics, progress_keys))
+  round_num = start_round + 1
+  try:
+    for round_num in range(start_round + 1, total_rounds + 1):
+      started = time.perf_counter()
+      sampled = sample_clients(client_ids, clients_per_round=config.clients_per_round,
+                               seed=config.seed, round_num=round_num)
+      output = process.next(state, client_data_fn(sampled, round_num))
+      state = output.state
+      metrics = flatten_metrics(output.metrics)
+      _check_finite(process, state, metrics, round_num)
+      if evaluate_fn is not None:
+        metrics.update(evaluate_fn(state, round_num))
+      metrics['clients'] = float(len(sampled))
+      metrics[run_dir_lib.SECONDS] = time.perf_counter() - started
+      history.append(metrics)
+      asyncio.run(releases.release(metrics, key=round_num))
+      if round_num % config.rounds_per_checkpoint == 0 or round_num == total_rounds:
+        checkpoints.save(state, round_num)
+      log(_progress_line(round_num, total_rounds, metrics, progress_keys))
+  except (KeyboardInterrupt, errors.Interrupted) as e:
+    # SIGINT is KeyboardInterrupt; SIGTERM is errors.Interrupted (see
+    # tff_common.runtime). Either way the user's question is "what now?": the
+    # answer is on disk (a save cut short leaves only a temporary directory,
+    # removed at the next start).
+    code = e.exit_code if isinstance(e, errors.Interrupted) else 130
+    newest = checkpoints.newest()
+    where = f'after round {newest}' if newest >= round_num else f'at round {round_num}'
+    raise errors.Interrupted(f'interrupted {where}; rerun the same command to resume from '
+                             f'round {newest + 1}', code) from None
   return TrainingResult(state=state, rounds_run=len(history),
                         resumed_from=start_round, history=history)
+
+
+_NON_FINITE_UPDATE = 'update_non_finite'
+
+
+def _check_finite(process, state, metrics: Mapping[str, float], round_num: int):
+  """Refuses a round whose result is not a model.
+
+  TFF's FedAvg replaces a non-finite client update by zeros and reports
+  `update_non_finite`, so the run would otherwise go on (exit 0) and save an
+  unchanged or all-zero model; diverged weights would be saved as NaNs.
+  """
+  if any(k.rsplit('/', 1)[-1] == _NON_FINITE_UPDATE and v > 0 for k, v in metrics.items()):
+    raise errors.TrainingFailed(
+        f"round {round_num}: the clients' update was not finite (an overflow in the "
+        'data, or training diverged); lower the learning rates or check the data')
+  get_model_weights = getattr(process, 'get_model_weights', None)
+  if get_model_weights is None:
+    return
+  for leaf in tf.nest.flatten(get_model_weights(state)):
+    array = np.asarray(leaf)
+    if array.dtype.kind in 'fc' and not np.all(np.isfinite(array)):
+      raise errors.TrainingFailed(
+          f'round {round_num}: the new model weights are not finite (training '
+          'diverged, or an overflow in the data); lower the learning rates or check the data')
 
 
 def _progress_line(round_num: int, total_rounds: int,

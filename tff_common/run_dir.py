@@ -2,6 +2,7 @@
 
 Both jobs write a training run the same way:
 
+    DIR/.lock                    held (flock) by the process training or evaluating
     DIR/config.json              the run's settings; a rerun must match them
     DIR/checkpoints/round_N/     learning-process state (tff.program), resume point
     DIR/checkpoints_unreadable/  checkpoints torn by a crash, moved aside
@@ -19,9 +20,14 @@ Files of directories written before this layout (data.json,
 train_config.json, model_weights.npz) are still read.
 """
 
+import contextlib
 import csv
+import fcntl
 import json
 import os
+import threading
+import zipfile
+import zlib
 from collections.abc import Mapping
 from collections.abc import Sequence
 from typing import Any
@@ -31,6 +37,7 @@ import numpy as np
 from tff_common import errors
 from tff_common import files
 
+LOCK = '.lock'
 CONFIG = 'config.json'
 SCHEMA = 'schema.json'
 MODEL = 'model.npz'
@@ -42,6 +49,8 @@ REPORT = 'report.md'
 SUMMARY = 'summary.json'
 _LEGACY = {CONFIG: ('data.json', 'train_config.json'), MODEL: ('model_weights.npz',)}
 _METADATA = '__metadata__'
+# The settings key of a fingerprint of the data (e.g. 'data/sha256').
+FINGERPRINT = 'sha256'
 
 # Column names TFF's learning processes give their metrics (flattened by
 # `tff_common.program.flatten_metrics`); only this module reads them back.
@@ -79,11 +88,84 @@ class RunDir:
     return os.path.exists(self._existing(name))
 
   def makedirs(self):
+    if os.path.exists(self.path) and not os.path.isdir(self.path):
+      raise errors.InputError(f'{self.path}: exists and is not a directory; '
+                              'give a directory for --output_dir')
     try:
       os.makedirs(self.path, exist_ok=True)
     except OSError as e:
       raise errors.InputError(f'{self.path}: cannot create the output directory '
                               f'({e.strerror})') from None
+
+  # The lock.
+
+  @contextlib.contextmanager
+  def lock(self, *, create: bool = True):
+    """Holds this directory for this process: `with run.lock(): train...`.
+
+    Two processes writing one directory would interleave checkpoints and
+    metrics rows (the loser crashing half-way), so a process that trains or
+    evaluates holds an advisory lock (`fcntl.flock` on DIR/.lock, released by
+    the kernel even if the process is killed). A second process is refused at
+    once, before it touches anything. Reentrant within a process: a job may
+    hold a directory and then train in it (or in a child run directory).
+
+    Args:
+      create: Create the directory if it is missing (training). If False
+        (evaluating), a missing directory is not locked: there is nothing in it
+        to protect, and its readers report what is missing.
+
+    Raises:
+      errors.InputError: another process holds the directory (naming its
+        pid), or the directory or its lock file cannot be created.
+    """
+    key = os.path.realpath(self.path)
+    with _held_guard:
+      if key in _held:
+        _held[key][1] += 1
+      elif create or os.path.isdir(self.path):
+        _held[key] = [self._acquire(), 1]
+      else:
+        key = None
+    try:
+      yield self
+    finally:
+      if key is not None:
+        with _held_guard:
+          _held[key][1] -= 1
+          if _held[key][1] == 0:
+            fd = _held.pop(key)[0]
+            _release(fd)
+
+  def _acquire(self) -> int:
+    self.makedirs()
+    path = self.file(LOCK)
+    try:
+      # O_CLOEXEC: the TFF worker and other children must not inherit (and
+      # keep holding) the lock.
+      fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o666)
+    except OSError as e:
+      raise errors.InputError(f'{path}: cannot create the lock file of the output '
+                              f'directory ({e.strerror})') from None
+    try:
+      fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError as e:
+      holder = _read_pid(fd)
+      os.close(fd)
+      if isinstance(e, BlockingIOError):
+        raise errors.InputError(
+            f'{self.path} is in use by another process (pid {holder or "unknown"}) '
+            'training or evaluating in it; wait for it to finish, or use another '
+            '--output_dir') from None
+      raise errors.InputError(f'{path}: cannot lock the output directory '
+                              f'({e.strerror})') from None
+    try:
+      # The holder's pid, for the message a second process prints.
+      os.ftruncate(fd, 0)
+      os.pwrite(fd, f'{os.getpid()}\n'.encode(), 0)
+    except OSError:
+      pass  # the lock holds without it
+    return fd
 
   @property
   def checkpoints(self) -> str:
@@ -106,14 +188,17 @@ class RunDir:
   def read_json(self, name: str, *, missing_hint: str = '') -> Any:
     path = self._existing(name)
     try:
-      with open(path, encoding='utf-8') as f:
-        return json.load(f)
+      return _load_json(path)
     except FileNotFoundError:
       raise errors.InputError(f'{path}: not found{"; " + missing_hint if missing_hint else ""}'
                               ) from None
 
   def write_json(self, name: str, value: Any):
-    files.write_json(self.file(name), value)
+    path = self.file(name)
+    try:
+      files.write_json(path, value)
+    except OSError as e:
+      raise errors.InputError(_cannot_write(path, e)) from None
 
   def claim(self, settings: Mapping[str, Any], *, may_change: Sequence[str] = ()):
     """Makes this directory the run of `settings`, or refuses.
@@ -122,25 +207,23 @@ class RunDir:
     from `settings` (nested mappings compared as 'section/key'; keys whose last
     part is in `may_change` excepted, e.g. 'rounds': a rerun may train further)
     is refused, because resuming its checkpoint under other settings would
-    silently mix two experiments.
+    silently mix two experiments. A changed data fingerprint (a key whose last
+    part is `FINGERPRINT`) is said plainly: the data's content changed; a
+    directory that stored none predates fingerprints and cannot be checked.
 
     Raises:
-      errors.InputError: naming every setting that differs, old and new.
+      errors.InputError: naming every setting that differs, old and new (also
+        when config.json is unreadable or cannot be written).
     """
     path = self._existing(CONFIG)
     if os.path.exists(path):
-      with open(path, encoding='utf-8') as f:
-        previous = flatten(json.load(f))
+      previous = flatten(_load_json(path))
       wanted = flatten(settings)
       changed = sorted(k for k in set(previous) | set(wanted)
-                       if k.rsplit('/', 1)[-1] not in may_change
+                       if _last(k) not in may_change
                        and previous.get(k) != wanted.get(k))
       if changed:
-        raise errors.InputError(
-            f'{path}: this output directory holds a run with other settings ('
-            + '; '.join(f'{k}: {previous.get(k)!r} there, {wanted.get(k)!r} now'
-                        for k in changed)
-            + '); use a new --output_dir or the same flags')
+        raise errors.InputError(f'{path}: ' + _refusal(changed, previous, wanted))
       return
     self.makedirs()
     self.write_json(CONFIG, settings)
@@ -150,20 +233,40 @@ class RunDir:
   def save_model(self, arrays: Mapping[str, np.ndarray], **metadata):
     """Writes the named arrays and JSON metadata to model.npz, atomically."""
     self.makedirs()
-    with files.atomic_path(self.file(MODEL)) as tmp:
-      np.savez(tmp, **{k: np.asarray(v) for k, v in arrays.items()},
-               **{_METADATA: np.array(json.dumps(metadata))})
+    path = self.file(MODEL)
+    try:
+      with files.atomic_path(path) as tmp:
+        np.savez(tmp, **{k: np.asarray(v) for k, v in arrays.items()},
+                 **{_METADATA: np.array(json.dumps(metadata))})
+    except OSError as e:
+      raise errors.InputError(_cannot_write(path, e)) from None
 
   def load_model(self, *, missing_hint: str = '') -> tuple[dict[str, np.ndarray], dict]:
-    """(named arrays in stored order, metadata) of model.npz."""
+    """(named arrays in stored order, metadata) of model.npz.
+
+    Raises:
+      errors.InputError: the file is missing (with `missing_hint`) or
+        unreadable (truncated, not an archive, no metadata), naming it.
+    """
     path = self._existing(MODEL)
     try:
       with np.load(path) as archive:
         arrays = {k: archive[k] for k in archive.files if k not in (_METADATA, 'metadata')}
         meta_key = next((k for k in (_METADATA, 'metadata') if k in archive.files), None)
+        if meta_key is None and path == self.file(MODEL):
+          # Every model.npz this code writes has it (only the older
+          # model_weights.npz had none): without it the file is not ours.
+          raise ValueError('no metadata')
         metadata = json.loads(str(archive[meta_key])) if meta_key else {}
+        if not isinstance(metadata, dict):
+          raise ValueError('metadata is not a mapping')
     except FileNotFoundError:
       raise errors.InputError(f'{path}: not found{"; " + missing_hint if missing_hint else ""}'
+                              ) from None
+    except (zipfile.BadZipFile, ValueError, OSError, EOFError, KeyError, zlib.error) as e:
+      # A write torn by a full disk or a copy cut short; np.load's own message
+      # names no file, so the error does.
+      raise errors.InputError(f'{path}: unreadable ({type(e).__name__}: {e}); train again'
                               ) from None
     return arrays, metadata
 
@@ -200,3 +303,73 @@ def flatten(settings: Mapping[str, Any], prefix: str = '') -> dict[str, Any]:
     else:
       flat[f'{prefix}{key}'] = value
   return flat
+
+
+def _last(key: str) -> str:
+  return key.rsplit('/', 1)[-1]
+
+
+def _refusal(changed: Sequence[str], previous: Mapping[str, Any],
+             wanted: Mapping[str, Any]) -> str:
+  """Why `claim` refuses: the changed settings, old and new, and a changed
+  data fingerprint said in words (a hash alone would not tell the user that
+  the data file changed)."""
+  reasons, hint = [], 'use a new --output_dir or the same flags'
+  settings = [k for k in changed if _last(k) != FINGERPRINT]
+  if settings:
+    reasons.append('this output directory holds a run with other settings ('
+                   + '; '.join(f'{k}: {previous.get(k)!r} there, {wanted.get(k)!r} now'
+                               for k in settings) + ')')
+  for key in (k for k in changed if _last(k) == FINGERPRINT):
+    if not previous.get(key):
+      reasons.append(f"this directory's run predates data fingerprints (no {key} stored), "
+                     'so the data it was trained on cannot be checked')
+      hint = 'use a new --output_dir'
+    elif not wanted.get(key):
+      reasons.append(f'{key}: {previous[key]!r} there, none now')
+    else:
+      reasons.append(f"the data's content changed since this directory's run started "
+                     f'({key}: {str(previous[key])[:12]}... there, '
+                     f'{str(wanted[key])[:12]}... now)')
+      if hint != 'use a new --output_dir':
+        hint = 'use a new --output_dir, or the data and flags this run was started with'
+  return '; '.join(reasons) + '; ' + hint
+
+
+def _load_json(path: str) -> Any:
+  """json.load of `path`; an unreadable file (a torn write, a directory, not
+  UTF-8) is an InputError naming it. FileNotFoundError is the caller's."""
+  try:
+    with open(path, encoding='utf-8') as f:
+      return json.load(f)
+  except FileNotFoundError:
+    raise
+  except (OSError, ValueError) as e:  # JSONDecodeError and UnicodeDecodeError are ValueErrors
+    reason = e.strerror if isinstance(e, OSError) else f'{type(e).__name__}: {e}'
+    raise errors.InputError(f'{path}: unreadable ({reason}); restore it or use a new '
+                            '--output_dir') from None
+
+
+def _cannot_write(path: str, e: OSError) -> str:
+  return f'{path}: cannot write ({e.strerror or e})'
+
+
+# Locks this process holds: real path of the directory -> [fd, depth].
+_held: dict[str, list] = {}
+_held_guard = threading.Lock()
+
+
+def _read_pid(fd: int) -> str:
+  try:
+    text = os.pread(fd, 32, 0).decode('ascii', 'replace').strip()
+  except OSError:
+    return ''
+  return text if text.isdigit() else ''
+
+
+def _release(fd: int):
+  try:
+    os.ftruncate(fd, 0)
+  except OSError:
+    pass
+  os.close(fd)  # closing the last descriptor releases the flock

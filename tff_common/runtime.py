@@ -12,8 +12,11 @@ executor and gRPC stub) around a worker that this module owns:
     to SIGKILL it when we die (`PR_SET_PDEATHSIG`), which covers even `kill -9`;
 *   its stdout/stderr go to a log file, never to our pipes; if the worker dies,
     the error names that log and quotes its tail;
-*   `atexit` stops and reaps it; SIGTERM is turned into `SystemExit` (SIGINT
-    already is `KeyboardInterrupt`) so that `finally` blocks and `atexit` run.
+*   `atexit` stops and reaps it; SIGTERM is turned into `errors.Interrupted`
+    (a `SystemExit` with code 143; SIGINT already is `KeyboardInterrupt`) so
+    that `finally` blocks and `atexit` run. `tff_common.program` turns either
+    into one line naming the round to resume from; `tff_common.cli.run` prints
+    it and exits 130 / 143.
 """
 
 import atexit
@@ -29,6 +32,8 @@ from typing import Optional
 
 import grpc
 import portpicker
+
+from tff_common import errors
 
 _PR_SET_PDEATHSIG = 1
 _STARTUP_TIMEOUT_SEC = 60.0
@@ -73,9 +78,10 @@ class Worker:
       fd, log_path = tempfile.mkstemp(prefix='tff_worker_', suffix='.log')
       os.close(fd)
     self.log_path = log_path
-    self._lock = threading.Lock()
+    self._lock = threading.RLock()  # stop() may run inside stub() -> start()
     self._process: Optional[subprocess.Popen] = None
     self._stub = None
+    self._stopped = False
     self._owner_pid = os.getpid()
 
   @property
@@ -108,6 +114,10 @@ class Worker:
   def stub(self):
     """Returns a ready stub; a dead worker is reported, not silently replaced."""
     with self._lock:
+      if self._stopped:
+        # After an interrupt, TFF's event-loop thread may still be running the
+        # round; at exit it must fail, not fork a new worker.
+        raise RuntimeError('the TFF worker was stopped')
       if self._process is None:
         self.start()
       elif self._process.poll() is not None:
@@ -115,8 +125,11 @@ class Worker:
       return self._stub
 
   def stop(self, timeout: float = 5.0):
-    """Stops the worker and reaps it, so its PID is gone when this returns."""
-    process, self._process = self._process, None
+    """Stops the worker and reaps it, so its PID is gone when this returns.
+    A stopped worker stays stopped (`stub` raises)."""
+    with self._lock:
+      self._stopped = True
+      process, self._process = self._process, None
     if process is None or os.getpid() != self._owner_pid:
       return
     # A worker that already exited on its own crashed: its log is evidence.
@@ -192,7 +205,7 @@ def install_execution_context(
                   log_path=worker_log)
   worker.start()
   atexit.register(worker.stop)
-  _install_signal_handlers()
+  install_signal_handlers()
 
   def stack_fn(cardinalities):
     if cardinalities.get(placements.CLIENTS) is None:
@@ -221,17 +234,22 @@ def shutdown():
     _worker = None
 
 
-def _raise_system_exit(signum, frame):
+def _raise_interrupted(signum, frame):
   del frame
-  raise SystemExit(128 + signum)
+  raise errors.Interrupted('interrupted', 128 + signum)
 
 
-def _install_signal_handlers():
+def install_signal_handlers():
+  """SIGTERM raises `errors.Interrupted('interrupted', 143)` in the main thread.
+
+  SIGTERM's default action kills the process without running `finally` or
+  atexit, which stop and reap the worker; the exception runs them. A caller's
+  own handler is left alone.
+  Called by `install_execution_context`, and by `cli.run` for binaries that
+  run no federated computation.
+  """
   if threading.current_thread() is not threading.main_thread():
     return
-  # SIGTERM's default action skips atexit; turning it into SystemExit runs
-  # `finally` blocks and atexit, which stop the worker. A caller's own handler
-  # is left alone.
   if signal.getsignal(signal.SIGTERM) in (signal.SIG_DFL, None):
-    signal.signal(signal.SIGTERM, _raise_system_exit)
+    signal.signal(signal.SIGTERM, _raise_interrupted)
   # SIGINT already raises KeyboardInterrupt in Python; nothing to add.

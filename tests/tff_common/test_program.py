@@ -1,7 +1,10 @@
-"""The shared training program: sampling, checkpoints, resume, releases."""
+"""The shared training program: sampling, checkpoints, resume, releases, and what
+it refuses (a held directory, a non-finite round)."""
 
 import csv
 import os
+import shutil
+import types
 
 import numpy as np
 import pytest
@@ -109,7 +112,7 @@ def test_open_run_checks_claims_and_seeds(tmp_path):
   run = run_dir.RunDir(str(tmp_path / 'run'))
   config = program_config.ProgramConfig(rounds=3, seed=7)
   settings = {'train': {'rounds': 3, 'lr': 0.1}}
-  with pytest.raises(errors.InputError, match='--clients_per_round must be at least 1'):
+  with pytest.raises(errors.InputError, match='--clients_per_round'):
     program.open_run(run, settings=settings, config=program_config.ProgramConfig(clients_per_round=0))
   assert not os.path.exists(run.path)  # an invalid flag claims nothing
   program.open_run(run, settings=settings, config=config)
@@ -120,3 +123,105 @@ def test_open_run_checks_claims_and_seeds(tmp_path):
   np.testing.assert_array_equal(tf.random.uniform([3]).numpy(), first)
   with pytest.raises(errors.InputError, match='train/lr'):
     program.open_run(run, settings={'train': {'rounds': 3, 'lr': 0.2}}, config=config)
+
+
+def test_a_run_held_by_another_process_is_refused_untouched(tff_context, tmp_path):
+  del tff_context
+  from tests.tff_common.test_run_dir import _hold_in_another_process
+  from tests.tff_common.test_run_dir import _tree
+  run = run_dir.RunDir(str(tmp_path / 'run'))
+  common = dict(process=_linear_process(), client_ids=['c0', 'c1'], client_data_fn=_client_data,
+                run=run, log=lambda s: None)
+  program.run_training(config=_config(1), **common)
+  holder = _hold_in_another_process(tmp_path / 'run')
+  try:
+    before = _tree(tmp_path / 'run')
+    with pytest.raises(errors.InputError, match=f'is in use by another process \\(pid {holder.pid}\\)'):
+      program.run_training(config=_config(2), **common)
+    assert _tree(tmp_path / 'run') == before
+  finally:
+    holder.kill()
+    holder.wait()
+
+
+def test_stale_temporary_checkpoints_are_removed_and_said(tff_context, tmp_path):
+  del tff_context
+  run = run_dir.RunDir(str(tmp_path / 'run'))
+  common = dict(process=_linear_process(), client_ids=['c0', 'c1'], client_data_fn=_client_data,
+                run=run)
+  program.run_training(config=_config(1), log=lambda s: None, **common)
+  # A kill while TFF wrote round 2 leaves its temporary directory behind.
+  os.makedirs(os.path.join(run.checkpoints, 'round_2_temp1234', 'variables'))
+  lines = []
+  result = program.run_training(config=_config(2), log=lines.append, **common)
+  assert result.resumed_from == 1 and result.rounds_run == 1
+  assert sorted(os.listdir(run.checkpoints)) == ['round_1', 'round_2']
+  assert lines[0] == ('removed 1 temporary checkpoint left by an interrupted run: '
+                      'round_2_temp1234')
+
+
+def test_no_readable_checkpoint_restarts_from_round_1_and_says_so(tff_context, tmp_path):
+  del tff_context
+  run = run_dir.RunDir(str(tmp_path / 'run'))
+  common = dict(process=_linear_process(), client_ids=['c0', 'c1'], client_data_fn=_client_data,
+                run=run)
+  program.run_training(config=_config(1), log=lambda s: None, **common)
+  # Torn: the directory without its model.
+  shutil.rmtree(os.path.join(run.checkpoints, 'round_1'))
+  os.makedirs(os.path.join(run.checkpoints, 'round_1'))
+  lines = []
+  result = program.run_training(config=_config(1), log=lines.append, **common)
+  assert result.resumed_from == 0 and result.rounds_run == 1
+  assert f'no readable checkpoint in {run.checkpoints}; training starts from round 1' in lines
+
+
+def _overflowing_at_round_2(ids, round_num):
+  if round_num != 2:
+    return _client_data(ids, round_num)
+  import tensorflow as tf
+  # Every client (TFF drops a single client's non-finite update, and the round
+  # goes on without it): finite values whose squares overflow.
+  x = np.full((4, 2), 3e38, np.float32)
+  return [tf.data.Dataset.from_tensor_slices((x, np.ones((4, 1), np.float32))).batch(4)
+          for _ in ids]
+
+
+def test_a_non_finite_update_is_refused_before_anything_of_its_round_is_written(
+    tff_context, tmp_path):
+  del tff_context
+  run = run_dir.RunDir(str(tmp_path / 'run'))
+  with pytest.raises(errors.TrainingFailed) as raised:
+    program.run_training(process=_linear_process(), client_ids=['c0', 'c1'],
+                         client_data_fn=_overflowing_at_round_2, run=run, config=_config(3),
+                         log=lambda s: None)
+  assert isinstance(raised.value, errors.InputError)  # exit 2 in a binary
+  assert str(raised.value) == (
+      "round 2: the clients' update was not finite (an overflow in the data, or training "
+      'diverged); lower the learning rates or check the data')
+  assert os.listdir(run.checkpoints) == ['round_1']
+  assert [int(r['round']) for r in run.metrics()] == [1]
+
+
+class _DivergingProcess:
+  """A stand-in learning process whose second round makes the weights NaN."""
+
+  def initialize(self):
+    return {'w': np.zeros(2, np.float32)}
+
+  def next(self, state, data):
+    del data
+    w = state['w'] + 1 if not state['w'].any() else np.full(2, np.nan, np.float32)
+    return types.SimpleNamespace(state={'w': w}, metrics={'loss': 1.0})
+
+  def get_model_weights(self, state):
+    return [state['w']]
+
+
+def test_non_finite_weights_are_refused(tmp_path):
+  run = run_dir.RunDir(str(tmp_path / 'run'))
+  with pytest.raises(errors.TrainingFailed, match='round 2: the new model weights are not finite'):
+    program.run_training(process=_DivergingProcess(), client_ids=['c0'],
+                         client_data_fn=lambda ids, r: [], run=run, config=_config(3),
+                         log=lambda s: None)
+  assert os.listdir(run.checkpoints) == ['round_1']
+  assert [int(r['round']) for r in run.metrics()] == [1]

@@ -82,8 +82,11 @@ def test_worker_gone_after_signal(signum):
   process, worker_pid = _run('wait')
   assert _pid_alive(worker_pid)
   process.send_signal(signum)
-  _read_to_eof_quickly(process)
+  rest = _read_to_eof_quickly(process)
   assert process.returncode != 0
+  if signum == signal.SIGTERM:
+    # errors.Interrupted is a SystemExit: a library caller exits 143, quietly.
+    assert process.returncode == 143 and b'Traceback' not in rest, rest.decode()
   deadline = time.monotonic() + 10
   while _pid_alive(worker_pid) and time.monotonic() < deadline:
     time.sleep(0.1)  # after SIGKILL the kernel's parent-death signal does it
@@ -110,3 +113,16 @@ def test_dead_worker_is_reported_with_its_log_and_clean_stop_removes_log():
   pid = clean.pid
   clean.stop()
   assert not _pid_alive(pid) and not os.path.exists(clean.log_path)
+
+
+def test_a_stopped_worker_stays_stopped():
+  """After an interrupt TFF's event-loop thread may still ask for the stub while
+  atexit stops the worker: it gets an error, not a new worker forked at exit."""
+  from tff_common import runtime
+  worker = runtime.Worker(max_concurrent_computation_calls=-1, log_path=None)
+  worker.start()
+  pid = worker.pid
+  worker.stop()
+  with pytest.raises(RuntimeError, match='the TFF worker was stopped'):
+    worker.stub()
+  assert worker.pid is None and not _pid_alive(pid)
