@@ -1,9 +1,10 @@
 """Federated plumbing shared by tff_credit and tff_rec (one owner per concept).
 
   aggregation     the one place an aggregator is chosen (`--aggregator`), for both jobs
+  checks          validation of settings: one InputError naming the flag, value and what is allowed
   cli             what every binary does: quiet TF, the TFF runtime, one-line errors, flags -> configs
-  errors          InputError, the error for bad user input (one line, exit 2)
-  files           atomic writes (temporary file, then rename)
+  errors          InputError / TrainingFailed (one line, exit 2), Interrupted (one line, exit 130/143)
+  files           atomic writes (temporary file, then rename), data fingerprints
   partition       splitting one data set into clients: IID, size, label and feature skew
   program         the training program: open a run, sample clients, rounds, checkpoints, releases
   program_config  ProgramConfig: rounds, clients per round, checkpoint period, seed

@@ -6,13 +6,10 @@ Runs on the server side of every round: the returned factory is passed as
 here, and every job gets them through its `--aggregator` flag.
 """
 
-import tensorflow_federated as tff
-
 NAMES = ('mean',)
 
 
-def build_aggregator(name: str, *, weighted: bool,
-                     ignore_weights: bool = False) -> tff.aggregators.AggregationFactory:
+def build_aggregator(name: str, *, weighted: bool, ignore_weights: bool = False):
   """Returns the aggregation factory called `name`.
 
   The factory's process runs inside a learning process's round: its `next`
@@ -20,6 +17,8 @@ def build_aggregator(name: str, *, weighted: bool,
   <S@SERVER, V@SERVER, ...>)` when weighted (the client values V and their
   weights; 'mean' is the weighted mean) and `(<S@SERVER, {V}@CLIENTS> -> ...)`
   when not ('mean': the uniform 1/K mean).
+
+  Returns a `tff.aggregators` factory (weighted or unweighted).
 
   Args:
     name: One of `NAMES`.
@@ -29,6 +28,9 @@ def build_aggregator(name: str, *, weighted: bool,
       FedSGD): a weighted-API factory that ignores the weights, i.e. the
       uniform 1/K mean of the textbook formula. Requires `weighted=False`.
   """
+  # TFF only here, so that configs can name an aggregator without importing it.
+  import tensorflow_federated as tff
+
   if ignore_weights and weighted:
     raise ValueError('ignore_weights asks for a uniform mean; pass weighted=False')
   if name == 'mean':

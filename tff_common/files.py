@@ -1,10 +1,13 @@
 """Writes that never leave a half-written file: temporary file, then rename."""
 
 import contextlib
+import hashlib
 import json
 import os
 import tempfile
 from typing import Any
+
+from tff_common import errors
 
 
 @contextlib.contextmanager
@@ -26,6 +29,51 @@ def atomic_path(path: str):
   finally:
     if os.path.exists(tmp):
       os.remove(tmp)
+
+
+def fingerprint(*parts) -> str:
+  """SHA-256 of arrays and strings (dtype, shape and content of each), as hex.
+
+  What a run stores about its data, so a rerun or an evaluation on changed data
+  is refused instead of silently mixing two data sets.
+  """
+  import numpy as np
+  digest = hashlib.sha256()
+  for part in parts:
+    array = np.asarray(part)
+    if array.dtype == object or array.dtype.kind in 'US':
+      data = '\x1f'.join(map(str, array.ravel())).encode('utf-8', 'surrogatepass')
+    else:
+      data = np.ascontiguousarray(array).tobytes()
+    digest.update(f'{array.dtype.kind}{array.shape}'.encode())
+    digest.update(hashlib.sha256(data).digest())
+  return digest.hexdigest()
+
+
+def check_text_file(path: str, *, expected: str):
+  """Raises `errors.InputError` for a file that is not UTF-8 text, by its first bytes.
+
+  Without this, a UTF-16 file (Excel's "Unicode text"), a workbook or a
+  compressed download fails later with a confusing message about its first
+  field. `expected` says what the file should be, e.g. 'a CSV file'.
+  """
+  try:
+    with open(path, 'rb') as f:
+      head = f.read(4096)
+  except OSError as e:
+    raise errors.InputError(f'{path}: cannot read ({e.strerror})') from None
+  if head.startswith((b'\xff\xfe', b'\xfe\xff')):  # UTF-16 (and UTF-32 LE) byte-order marks
+    raise errors.InputError(f'{path}: the file is UTF-16 encoded; expected {expected} in UTF-8 '
+                            '(re-save it as UTF-8)')
+  if head.startswith(b'PK\x03\x04'):
+    raise errors.InputError(f'{path}: the file is a ZIP archive (an Excel workbook, a zipped '
+                            f'download?); expected {expected} (export or unzip it)')
+  if head.startswith(b'\x1f\x8b'):
+    raise errors.InputError(f'{path}: the file is gzip-compressed; expected {expected} as plain '
+                            'text (decompress it first)')
+  if b'\x00' in head:
+    raise errors.InputError(f'{path}: the file holds NUL bytes, so it is not text (UTF-16 or '
+                            f'binary?); expected {expected}')
 
 
 def write_text(path: str, text: str):

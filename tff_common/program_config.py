@@ -9,7 +9,7 @@ import dataclasses
 from typing import ClassVar
 from typing import Optional
 
-from tff_common import errors
+from tff_common import checks
 
 
 @dataclasses.dataclass(frozen=True)
@@ -32,11 +32,9 @@ class ProgramConfig:
 
   def check(self):
     """Raises `errors.InputError` naming the first flag out of range."""
-    if self.rounds < 0:
-      raise errors.InputError(f'--rounds must be 0 or more, got {self.rounds}')
-    if self.clients_per_round is not None and self.clients_per_round < 1:
-      raise errors.InputError(
-          f'--clients_per_round must be at least 1, got {self.clients_per_round}')
-    if self.rounds_per_checkpoint < 1:
-      raise errors.InputError(
-          f'--rounds_per_checkpoint must be at least 1, got {self.rounds_per_checkpoint}')
+    # A run of 0 rounds would release the untrained model as if trained.
+    checks.at_least('rounds', self.rounds, 1)
+    checks.optional_at_least('clients_per_round', self.clients_per_round, 1)
+    checks.at_least('rounds_per_checkpoint', self.rounds_per_checkpoint, 1)
+    # NumPy's generators take non-negative seeds only.
+    checks.at_least('seed', self.seed, 0)

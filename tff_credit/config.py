@@ -8,12 +8,17 @@ import dataclasses
 from typing import Any
 from typing import Optional
 
+from tff_common import aggregation
+from tff_common import checks
+from tff_common import files
 from tff_common import program_config
+from tff_credit import banks as banks_lib
 from tff_credit import data as data_lib
 
 ALGORITHMS = ('fedsgd', 'fedavg', 'fedprox', 'fedadam', 'fedyogi')
 WEIGHTINGS = ('examples', 'uniform')
 MODELS = ('logreg', 'mlp')
+BAD_ROWS = ('error', 'drop')
 
 
 @dataclasses.dataclass(frozen=True)
@@ -32,6 +37,14 @@ class DataConfig:
   test_fraction: float = 0.25
   seed: int = 0
 
+  def check(self):
+    checks.one_of('bad_rows', self.bad_rows, BAD_ROWS)
+    checks.at_least('banks', self.banks, 1)
+    checks.one_of('partition', self.partition, banks_lib.PARTITIONS)
+    checks.positive('alpha', self.alpha)
+    checks.in_range('test_fraction', self.test_fraction, 0, 1, low_open=True, high_open=True)
+    checks.at_least('seed', self.seed, 0)
+
 
 @dataclasses.dataclass(frozen=True)
 class AlgorithmConfig:
@@ -43,6 +56,16 @@ class AlgorithmConfig:
   server_momentum: float = 0.0
   mu: float = 0.01
   aggregator: str = 'mean'
+
+  def check(self):
+    checks.one_of('algorithm', self.algorithm, ALGORITHMS)
+    checks.one_of('weighting', self.weighting, WEIGHTINGS)
+    # A zero step trains nothing and would be reported as a trained model.
+    checks.positive('client_lr', self.client_lr)
+    checks.positive('server_lr', self.server_lr)
+    checks.in_range('server_momentum', self.server_momentum, 0, 1, high_open=True)
+    checks.non_negative('mu', self.mu)
+    checks.one_of('aggregator', self.aggregator, aggregation.NAMES)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -56,12 +79,37 @@ class TrainConfig(program_config.ProgramConfig):
   local_epochs: int = 1
   batch_size: int = 32
 
+  def check(self):
+    super().check()
+    checks.one_of('model', self.model, MODELS)
+    checks.at_least('local_epochs', self.local_epochs, 1)
+    checks.at_least('batch_size', self.batch_size, 1)
 
-def settings(data: DataConfig, algorithm: AlgorithmConfig, train: TrainConfig) -> dict[str, Any]:
-  return {'data': dataclasses.asdict(data), 'algorithm': dataclasses.asdict(algorithm),
-          'train': dataclasses.asdict(train)}
+
+def check(data: DataConfig, algorithm: AlgorithmConfig, train: TrainConfig):
+  """Every flag of a run, before anything is read or written."""
+  data.check()
+  algorithm.check()
+  train.check()
 
 
-def from_settings(value: dict[str, Any]) -> tuple[DataConfig, AlgorithmConfig, TrainConfig]:
-  return (DataConfig(**value['data']), AlgorithmConfig(**value['algorithm']),
-          TrainConfig(**value['train']))
+def settings(data: DataConfig, algorithm: AlgorithmConfig, train: TrainConfig, *,
+             data_sha256: str) -> dict[str, Any]:
+  """What the run directory stores: the three configs and the data's fingerprint
+  (`data/sha256`), so a rerun or an evaluation on changed data is refused."""
+  return {'data': {**dataclasses.asdict(data), 'sha256': data_sha256},
+          'algorithm': dataclasses.asdict(algorithm), 'train': dataclasses.asdict(train)}
+
+
+def from_settings(value: dict[str, Any]) -> tuple[DataConfig, AlgorithmConfig, TrainConfig, str]:
+  """The configs of `settings` and the data fingerprint ('' if it predates them)."""
+  data = dict(value['data'])
+  sha256 = data.pop('sha256', '')
+  return (DataConfig(**data), AlgorithmConfig(**value['algorithm']),
+          TrainConfig(**value['train']), sha256)
+
+
+def table_sha256(table: data_lib.Table) -> str:
+  """The fingerprint of a parsed table: its columns, values and labels."""
+  return files.fingerprint(table.numeric_columns, table.categorical_columns, table.numeric,
+                           table.categorical, table.labels, table.positive_label)

@@ -24,6 +24,7 @@ from collections.abc import Callable
 import numpy as np
 import tensorflow as tf
 
+from tff_common import errors
 from tff_common import files
 from tff_common import progress
 from tff_common import run_dir as run_dir_lib
@@ -56,10 +57,18 @@ def fit_keras(*, x: np.ndarray, y: np.ndarray, model: str, epochs: int, batch_si
   return keras_model.get_weights()
 
 
-def _scores_of(fed: federation_lib.Federation, model: str, weights_by_bank: dict) -> Scores:
+def _scores_of(fed: federation_lib.Federation, model: str, weights_by_bank: dict, *,
+               what: str) -> Scores:
   def score(split):
-    return {name: model_lib.predict(model=model, weights=weights_by_bank[name], features=split[name][0])
-            for name in fed.bank_names}
+    scores = {}
+    for name in fed.bank_names:
+      scores[name] = model_lib.predict(model=model, weights=weights_by_bank[name],
+                                       features=split[name][0])
+      if not np.all(np.isfinite(scores[name])):
+        # A report of NaN metrics would look like a result; it is a broken model.
+        raise errors.InputError(f'the {what} model gives non-finite scores on {name}; '
+                                'it cannot be evaluated (its weights are not finite)')
+    return scores
   return Scores(train=score(fed.train), test=score(fed.test))
 
 
@@ -74,28 +83,41 @@ def baseline_budget(algorithm: str, train_config: config_lib.TrainConfig, client
 def evaluate(*, output_dir: str, log: Callable[[str], None] = progress.print_flushed) -> dict:
   """Scores the trained model and the baselines; writes report.md, roc.png, summary.json."""
   run = run_dir_lib.RunDir(output_dir)
-  data_config, algorithm, train_config = config_lib.from_settings(run.read_json(
+  # Held while reading the model and writing the report, so a training in the
+  # same directory cannot change the model under us.
+  with run.lock(create=False):
+    return _evaluate(run, output_dir, log)
+
+
+def _evaluate(run: run_dir_lib.RunDir, output_dir: str, log: Callable[[str], None]) -> dict:
+  data_config, algorithm, train_config, sha256 = config_lib.from_settings(run.read_json(
       run_dir_lib.CONFIG, missing_hint=f'is {output_dir} the --output_dir of a finished '
       '`python -m tff_credit.train` run?'))
   weights = model_lib.load(run)
   # Encoded exactly as training did, with the trained model's own schema.
   schema = preprocess.Schema.from_json(run.read_json(run_dir_lib.SCHEMA))
   fed = federation_lib.build_federation(data_config, schema=schema)
+  if sha256 and config_lib.table_sha256(fed.table) != sha256:
+    raise errors.InputError(
+        f'{fed.table.source}: its content changed since the model in {output_dir} was '
+        'trained; evaluate on the data it was trained on, or train again in a new --output_dir')
   model = train_config.model
 
-  scores = {'federated': _scores_of(fed, model, {name: weights for name in fed.bank_names})}
+  scores = {'federated': _scores_of(fed, model, {name: weights for name in fed.bank_names},
+                                    what='federated')}
   local_weights = {}
   for i, name in enumerate(fed.bank_names):
     x, y = fed.train[name]
     budget = baseline_budget(algorithm.algorithm, train_config, algorithm.client_lr,
                              algorithm.server_lr, len(y))
     local_weights[name] = fit_keras(x=x, y=y, model=model, seed=train_config.seed + i, **budget)
-  scores['local_only'] = _scores_of(fed, model, local_weights)
+  scores['local_only'] = _scores_of(fed, model, local_weights, what='local-only')
   x, y = fed.pooled('train')
   budget = baseline_budget(algorithm.algorithm, train_config, algorithm.client_lr,
                            algorithm.server_lr, len(y))
   pooled_weights = fit_keras(x=x, y=y, model=model, seed=train_config.seed, **budget)
-  scores['centralized'] = _scores_of(fed, model, {name: pooled_weights for name in fed.bank_names})
+  scores['centralized'] = _scores_of(fed, model, {name: pooled_weights for name in fed.bank_names},
+                                     what='centralized')
 
   summary = {name: _summarize(fed, s) for name, s in scores.items()}
   summary['setup'] = {

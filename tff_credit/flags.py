@@ -27,7 +27,7 @@ def define_data_flags():
   flags.DEFINE_list('categorical_columns', _D.categorical_columns,
                     'Categorical columns; detected when not given.')
   flags.DEFINE_list('drop_columns', _D.drop_columns, 'Columns to ignore, e.g. an id.')
-  flags.DEFINE_enum('bad_rows', _D.bad_rows, ['error', 'drop'],
+  flags.DEFINE_enum('bad_rows', _D.bad_rows, list(config.BAD_ROWS),
                     'On a malformed row: stop with an error, or drop, count and report it.')
   flags.DEFINE_integer('banks', _D.banks, 'Number of banks (clients).')
   flags.DEFINE_enum('partition', _D.partition, list(banks.PARTITIONS), 'How rows are dealt to banks.')

@@ -81,7 +81,7 @@ def train(*, data: config_lib.DataConfig, algorithm: config_lib.AlgorithmConfig,
           log: Callable[[str], None] = progress.print_flushed) -> program.TrainingResult:
   """Builds the federation and the process, runs the rounds, saves the model."""
   run = run_dir_lib.RunDir(output_dir)
-  train_config.check()
+  config_lib.check(data, algorithm, train_config)
   fed = federation_lib.build_federation(data)  # bad input stops us before anything is written
   for line in fed.table.dropped:
     log(f'dropped: {line}')
@@ -90,26 +90,28 @@ def train(*, data: config_lib.DataConfig, algorithm: config_lib.AlgorithmConfig,
   log(f'{fed.table.source}: {fed.table.num_rows} rows, {fed.num_features} features, '
       f'{len(fed.banks)} banks ({data.partition}): ' +
       ', '.join(f'{b.name} {len(b.train_rows)}+{len(b.test_rows)}' for b in fed.banks))
-  program.open_run(run, settings=config_lib.settings(data, algorithm, train_config),
-                   config=train_config)
-  run.write_json(run_dir_lib.SCHEMA, fed.schema.to_json())
+  # Held while training: a second process is refused before it touches anything.
+  with run.lock():
+    program.open_run(run, config=train_config, settings=config_lib.settings(
+        data, algorithm, train_config, data_sha256=config_lib.table_sha256(fed.table)))
+    run.write_json(run_dir_lib.SCHEMA, fed.schema.to_json())
 
-  model_fn = model_lib.model_fn_for(model=train_config.model, num_features=fed.num_features,
-                                    seed=train_config.seed)
-  process = algorithms.build_process(algorithm, model_fn)
-  evaluate = federated_evaluator(fed, model_fn)
+    model_fn = model_lib.model_fn_for(model=train_config.model, num_features=fed.num_features,
+                                      seed=train_config.seed)
+    process = algorithms.build_process(algorithm, model_fn)
+    evaluate = federated_evaluator(fed, model_fn)
 
-  result = program.run_training(
-      process=process,
-      client_ids=fed.bank_names,
-      client_data_fn=client_data_fn_for(fed, algorithm=algorithm.algorithm, train=train_config),
-      run=run,
-      config=train_config,
-      evaluate_fn=lambda state, round_num: evaluate(process.get_model_weights(state)),
-      progress_keys=('train/loss', 'test/auc'),
-      log=log)
-  weights = process.get_model_weights(result.state)
-  model_lib.save(run, weights.trainable, model=train_config.model, num_features=fed.num_features,
-                 rounds=max(train_config.rounds, result.resumed_from))
-  log(f'saved {run.file(run_dir_lib.MODEL)}')
+    result = program.run_training(
+        process=process,
+        client_ids=fed.bank_names,
+        client_data_fn=client_data_fn_for(fed, algorithm=algorithm.algorithm, train=train_config),
+        run=run,
+        config=train_config,
+        evaluate_fn=lambda state, round_num: evaluate(process.get_model_weights(state)),
+        progress_keys=('train/loss', 'test/auc'),
+        log=log)
+    weights = process.get_model_weights(result.state)
+    model_lib.save(run, weights.trainable, model=train_config.model, num_features=fed.num_features,
+                   rounds=max(train_config.rounds, result.resumed_from))
+    log(f'saved {run.file(run_dir_lib.MODEL)}')
   return result

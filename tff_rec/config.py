@@ -9,10 +9,14 @@ import dataclasses
 from typing import Any
 from typing import Optional
 
+from tff_common import aggregation
+from tff_common import checks
 from tff_common import errors
+from tff_common import files
 from tff_common import program_config
 from tff_common import run_dir
 from tff_rec import reconstruction
+from tff_rec import split as split_lib
 
 ALGORITHMS = ('fedrecon', 'fedavg', 'centralized')
 FEDERATED = ('fedrecon', 'fedavg')
@@ -31,6 +35,12 @@ class DataConfig:
   test_fraction: float = 0.2
   heldout_users_fraction: float = 0.1
   seed: int = 0
+
+  def check(self):
+    checks.one_of('split', self.split, split_lib.METHODS)
+    checks.in_range('test_fraction', self.test_fraction, 0, 1, low_open=True, high_open=True)
+    checks.in_range('heldout_users_fraction', self.heldout_users_fraction, 0, 1, high_open=True)
+    checks.at_least('seed', self.seed, 0)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -62,6 +72,20 @@ class TrainConfig(program_config.ProgramConfig):
   negatives_per_rating: float = 3.0
   implicit_weight: float = 40.0
   implicit_l2: float = 0.005
+
+  def check(self):
+    """Raises `errors.InputError` naming the first flag out of range."""
+    super().check()
+    checks.one_of('algorithm', self.algorithm, ALGORITHMS)
+    for flag in ('client_lr', 'recon_lr', 'centralized_lr'):
+      checks.positive(flag, getattr(self, flag))
+    if self.server_lr is not None:
+      checks.positive('server_lr', self.server_lr)
+    for flag in ('recon_epochs', 'dim', 'batch_size', 'centralized_epochs'):
+      checks.at_least(flag, getattr(self, flag), 1)
+    for flag in ('l2', 'centralized_l2', 'negatives_per_rating', 'implicit_weight', 'implicit_l2'):
+      checks.non_negative(flag, getattr(self, flag))
+    checks.one_of('aggregator', self.aggregator, aggregation.NAMES)
 
   def effective_server_lr(self) -> float:
     if self.server_lr is not None:
@@ -121,10 +145,36 @@ class TrainConfig(program_config.ProgramConfig):
     return cls(**values)
 
 
+def data_settings(config: DataConfig, split: split_lib.Split) -> dict[str, Any]:
+  """What a directory stores about its data: the data flags and the split's
+  fingerprint (`sha256`), so a rerun or an evaluation on changed data is refused."""
+  return {**dataclasses.asdict(config), 'sha256': split_sha256(split)}
+
+
+def split_sha256(split: split_lib.Split) -> str:
+  """The fingerprint of a split: every part's users, items, ratings and times."""
+  parts = (split.train, split.test, split.heldout_train, split.heldout_test)
+  return files.fingerprint(split.item_ids, *(getattr(part, field) for part in parts
+                                             for field in ('users', 'offsets', 'items',
+                                                           'ratings', 'timestamps')))
+
+
 def read_data_config(root: run_dir.RunDir) -> DataConfig:
   """The data settings of the directory `root` (written by the first training)."""
-  return DataConfig(**root.read_json(
+  values = dict(root.read_json(
       run_dir.CONFIG, missing_hint=f'run `python -m tff_rec.train --output_dir={root.path}` first'))
+  values.pop('sha256', None)
+  return DataConfig(**values)
+
+
+def check_data(root: run_dir.RunDir, split: split_lib.Split):
+  """Refuses to evaluate the models of `root` on a split of changed data."""
+  stored = root.read_json(run_dir.CONFIG).get('sha256')
+  if stored and stored != split_sha256(split):
+    raise errors.InputError(
+        f'{root.path}: the ratings changed since its models were trained (the split\'s '
+        'fingerprint differs); use the data they were trained on, or train again in a '
+        'new --output_dir')
 
 
 def read_train_config(root: run_dir.RunDir, algorithm: str) -> TrainConfig:

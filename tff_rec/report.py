@@ -30,6 +30,7 @@ def evaluate_all(output_dir: str, *, split: split_lib.Split | None = None,
   data_config = config_lib.read_data_config(root)
   if split is None:
     split = split_lib.load_and_split(data_config, log=log)
+  config_lib.check_data(root, split)
   seed = data_config.seed
   results = {}
   for algorithm in config_lib.ALGORITHMS:
@@ -195,10 +196,11 @@ def write(output_dir: str, *, split: split_lib.Split | None = None,
   """Evaluates, writes summary.json, report.md and curves.png; returns the
   results and the report's text."""
   root = run_dir_lib.RunDir(output_dir)
-  results = evaluate_all(output_dir, split=split, log=log)
-  report = markdown(results, output_dir)
-  root.write_json(run_dir_lib.SUMMARY, summary(results))
-  files.write_text(root.file(run_dir_lib.REPORT), report)
-  curves(root, root.file('curves.png'),
-         centralized_rmse=results.get('centralized', {}).get('users', {}).get('rmse'))
+  with root.lock(create=False):
+    results = evaluate_all(output_dir, split=split, log=log)
+    report = markdown(results, output_dir)
+    root.write_json(run_dir_lib.SUMMARY, summary(results))
+    files.write_text(root.file(run_dir_lib.REPORT), report)
+    curves(root, root.file('curves.png'),
+           centralized_rmse=results.get('centralized', {}).get('users', {}).get('rmse'))
   return results, report

@@ -9,6 +9,7 @@ import dataclasses
 
 import numpy as np
 
+from tff_common import checks
 from tff_common import errors
 from tff_common import progress
 from tff_common import run_dir as run_dir_lib
@@ -64,6 +65,8 @@ def recommend(output_dir: str, *, user: int, n: int = 10, algorithm: str = 'fedr
               log=progress.print_flushed) -> tuple[list[Recommendation], int, str]:
   """Top-n for `user` with the model trained in `output_dir`; also returns their
   rating count and what the list is ranked by."""
+  checks.at_least('n', n, 1)
+  checks.one_of('algorithm', algorithm, config_lib.ALGORITHMS)
   root = run_dir_lib.RunDir(output_dir)
   arrays, _ = root.child(algorithm).load_model(
       missing_hint=f'train with --algorithm={algorithm} first')
@@ -71,6 +74,7 @@ def recommend(output_dir: str, *, user: int, n: int = 10, algorithm: str = 'fedr
   config = config_lib.read_train_config(root, algorithm)
   if split is None:
     split = split_lib.load_and_split(config_lib.read_data_config(root), log=log)
+  config_lib.check_data(root, split)
   try:
     items, ratings = user_ratings(split, user)
   except KeyError:
@@ -86,6 +90,9 @@ def recommend(output_dir: str, *, user: int, n: int = 10, algorithm: str = 'fedr
 def format_table(recommendations: list[Recommendation], *, user: int, rated: int,
                  algorithm: str, ranked_by: str) -> str:
   """A heading, then one line per movie: rank, predicted rating (the rating head), title."""
+  if not recommendations:
+    return (f'user {user}: has rated all {rated} movies of the vocabulary ({algorithm}); '
+            'there is nothing left to recommend')
   lines = [f'user {user}: factors rebuilt on the device from {rated} own ratings; '
            f'top {len(recommendations)} unrated movies ({algorithm}), ranked by {ranked_by}:',
            f'{"#":>3}  {"predicted":>9}  title']

@@ -17,7 +17,6 @@ import dataclasses
 import time
 from collections.abc import Callable
 
-from tff_common import errors
 from tff_common import program
 from tff_common import progress
 from tff_common import run_dir as run_dir_lib
@@ -36,32 +35,32 @@ def train(*, data_config: config_lib.DataConfig, train_config: config_lib.TrainC
           output_dir: str, split: split_lib.Split | None = None,
           log: Log = progress.print_flushed) -> params_lib.MFParams:
   """Trains `train_config.algorithm` (resuming if it can) and writes its model.npz."""
-  if train_config.algorithm not in config_lib.ALGORITHMS:
-    raise errors.InputError(f'--algorithm={train_config.algorithm}: expected one of '
-                            f'{", ".join(config_lib.ALGORITHMS)}')
+  data_config.check()
   train_config.check()
   if split is None:
     split = split_lib.load_and_split(data_config, log=log)  # bad input stops us before any write
   root = run_dir_lib.RunDir(output_dir)
-  root.claim(dataclasses.asdict(data_config))
-  run = root.child(train_config.algorithm)
-  program.open_run(run, settings=train_config.settings(), config=train_config)
-  started = time.perf_counter()
-  if train_config.algorithm == 'centralized':
-    params = centralized.train_mf(split, config=train_config, log=log)
-    rounds = 0
-    seconds = time.perf_counter() - started
-  else:
-    params, rounds = _train_federated(split, train_config, run, log=log)
-    seconds = run.seconds_in_rounds(rounds)
-  run.save_model(params_lib.to_arrays(params), algorithm=train_config.algorithm, rounds=rounds,
-                 seconds=seconds)
-  users = evaluation.training_user_factors(params, split, train_config.recon())
-  test = evaluation.rating_metrics(params, users, split.test)
-  log(f'{train_config.algorithm}: test RMSE {test["rmse"]:.4f} after '
-      f'{rounds or train_config.centralized_epochs} {"rounds" if rounds else "epochs"} '
-      f'({seconds:.0f} s of training); model in {run.file(run_dir_lib.MODEL)}')
-  return params
+  # Held while training: a second process is refused before it touches anything.
+  with root.lock():
+    root.claim(config_lib.data_settings(data_config, split))
+    run = root.child(train_config.algorithm)
+    program.open_run(run, settings=train_config.settings(), config=train_config)
+    started = time.perf_counter()
+    if train_config.algorithm == 'centralized':
+      params = centralized.train_mf(split, config=train_config, log=log)
+      rounds = 0
+      seconds = time.perf_counter() - started
+    else:
+      params, rounds = _train_federated(split, train_config, run, log=log)
+      seconds = run.seconds_in_rounds(rounds)
+    run.save_model(params_lib.to_arrays(params), algorithm=train_config.algorithm, rounds=rounds,
+                   seconds=seconds)
+    users = evaluation.training_user_factors(params, split, train_config.recon())
+    test = evaluation.rating_metrics(params, users, split.test)
+    log(f'{train_config.algorithm}: test RMSE {test["rmse"]:.4f} after '
+        f'{rounds or train_config.centralized_epochs} {"rounds" if rounds else "epochs"} '
+        f'({seconds:.0f} s of training); model in {run.file(run_dir_lib.MODEL)}')
+    return params
 
 
 def train_all(*, data_config: config_lib.DataConfig, train_config: config_lib.TrainConfig,
@@ -70,8 +69,9 @@ def train_all(*, data_config: config_lib.DataConfig, train_config: config_lib.Tr
   """fedrecon (`train_config.rounds`), fedavg (`fedavg_rounds`) and centralized MF
   into one directory, on one split, which is returned."""
   split = split_lib.load_and_split(data_config, log=log)
+  # Centralized MF counts epochs, not rounds; it keeps the others' round count.
   for algorithm, rounds in (('fedrecon', train_config.rounds), ('fedavg', fedavg_rounds),
-                            ('centralized', 0)):
+                            ('centralized', train_config.rounds)):
     log(f'\n== training {algorithm}')
     train(data_config=data_config, output_dir=output_dir, split=split, log=log,
           train_config=dataclasses.replace(train_config, algorithm=algorithm, rounds=rounds))
@@ -86,7 +86,10 @@ def train_baseline_if_missing(output_dir: str, *,
   root = run_dir_lib.RunDir(output_dir)
   data_config = config_lib.read_data_config(root)
   split = split_lib.load_and_split(data_config, log=log)
-  if not root.child('centralized').exists(run_dir_lib.MODEL):
+  config_lib.check_data(root, split)
+  with root.lock():
+    if root.child('centralized').exists(run_dir_lib.MODEL):
+      return split
     fedrecon = root.child('fedrecon')
     config = (config_lib.read_train_config(root, 'fedrecon')
               if fedrecon.exists(run_dir_lib.CONFIG) else config_lib.TrainConfig())

@@ -28,6 +28,7 @@ from numpy_fl import server as server_lib
 from numpy_fl import synthetic
 from numpy_fl.crosscheck import report
 from numpy_fl.crosscheck import tff_twin
+from tff_common import checks
 from tff_common.errors import InputError
 from tff_credit import config as credit_config
 from tff_credit import federation
@@ -188,41 +189,37 @@ class Config:
 
   def resolved(self, data: DataConfig) -> 'Config':
     """This config with the defaults that depend on other settings filled in:
-    `rounds` (by the algorithm), `model` (by `data.data`) and `batch_size`
-    (0 is None, the full batch). Resolving twice changes nothing."""
+    `rounds` None (by the algorithm), `model` None (by `data.data`) and
+    `batch_size` 0 (None, the full batch). Resolving twice changes nothing."""
+    rounds = self.rounds
+    if rounds is None:
+      rounds = 50 if self.algorithm == 'fedsgd' else 20
     return dataclasses.replace(
-        self,
-        rounds=self.rounds or (50 if self.algorithm == 'fedsgd' else 20),
+        self, rounds=rounds,
         model=self.model or ('logistic' if data.data == 'credit' else 'linear'),
         batch_size=self.batch_size or None)
 
   def check(self, data: DataConfig):
     """Raises `InputError` naming the first flag out of range, of this config
-    (resolved against `data` first) and of `data`."""
+    (resolved against `data` first) and of `data` (`tff_common.checks`)."""
     c = self.resolved(data)
-    checks = [
-        (data.banks >= 1, f'--banks must be at least 1, got {data.banks}'),
-        (c.rounds >= 1, f'--rounds must be at least 1, got {c.rounds}'),
-        (c.lr > 0, f'--lr must be positive, got {c.lr}'),
-        (c.server_lr > 0, f'--server_lr must be positive, got {c.server_lr}'),
-        (0 <= c.server_momentum < 1,
-         f'--server_momentum must be in [0, 1), got {c.server_momentum}'),
-        (c.local_epochs >= 1, f'--local_epochs must be at least 1, got {c.local_epochs}'),
-        ((c.batch_size or 0) >= 0,
-         f'--batch_size must be 0 (full batch) or positive, got {c.batch_size}'),
-        (0 <= c.async_buffer <= data.banks,
-         f'--async_buffer must be in [0, --banks={data.banks}], got {c.async_buffer}'),
-        (c.delay_spread >= 0, f'--delay_spread must be non-negative, got {c.delay_spread}'),
-        (c.tff_model == 'dense' or c.model == 'logistic',
-         f'--tff_model=credit is logistic regression; got --model={c.model}'),
-        (0 < c.target_fraction <= 1,
-         f'--target_fraction must be in (0, 1], got {c.target_fraction}'),
-        (data.synthetic_features >= 1,
-         f'--synthetic_features must be at least 1, got {data.synthetic_features}'),
-    ]
-    for ok, message in checks:
-      if not ok:
-        raise InputError(message)
+    checks.at_least('banks', data.banks, 1)
+    checks.at_least('seed', data.seed, 0)
+    checks.at_least('rounds', c.rounds, 1)
+    checks.positive('lr', c.lr)
+    checks.positive('server_lr', c.server_lr)
+    checks.in_range('server_momentum', c.server_momentum, 0, 1, high_open=True)
+    checks.at_least('local_epochs', c.local_epochs, 1)
+    checks.optional_at_least('batch_size', c.batch_size, 1)
+    if not 0 <= c.async_buffer <= data.banks:
+      checks.fail('async_buffer', c.async_buffer, f'an integer in [0, --banks={data.banks}]')
+    checks.non_negative('delay_spread', c.delay_spread)
+    if not (c.tff_model == 'dense' or c.model == 'logistic'):
+      checks.fail('tff_model', c.tff_model, f"'dense' with --model={c.model} (credit is "
+                  'logistic regression)')
+    checks.in_range('target_fraction', c.target_fraction, 0, 1, low_open=True)
+    checks.positive('tolerance', c.tolerance)
+    checks.at_least('synthetic_features', data.synthetic_features, 1)
 
 
 def build_numpy(config: Config, bank_arrays: BankArrays):

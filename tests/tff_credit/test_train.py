@@ -44,3 +44,22 @@ def test_binary_and_library_train_identically(tff_context, tmp_path):
   library = model.load(run_dir.RunDir(str(tmp_path / 'library')))
   for a, b in zip(binary, library, strict=True):
     np.testing.assert_array_equal(a, b)
+
+
+def test_invalid_flags_are_one_line_and_leave_the_directory_usable(tmp_path):
+  path = write_loans_csv(tmp_path / 'loans.csv', rows=300)
+  out = tmp_path / 'out'
+  for flag, message in (
+      ('--client_lr=-0.5', '--client_lr=-0.5: expected a number > 0'),
+      ('--client_lr=0', '--client_lr=0.0: expected a number > 0'),
+      ('--clients_per_round=0', '--clients_per_round=0: expected an integer >= 1'),
+      ('--rounds=-1', '--rounds=-1: expected an integer >= 1'),
+      ('--test_fraction=1.5', '--test_fraction=1.5: expected a number in (0, 1)'),
+  ):
+    result = _train_binary(f'--data={path}', *CSV_FLAGS, f'--output_dir={out}', flag)
+    assert result.returncode == 2, (flag, result.stderr[-2000:])
+    assert result.stderr.strip().splitlines() == [f'error: {message}'], flag
+    assert not out.exists(), flag
+  # The corrected command is not refused: nothing was claimed.
+  result = _train_binary(f'--data={path}', *CSV_FLAGS, f'--output_dir={out}', '--rounds=1')
+  assert result.returncode == 0, result.stderr[-2000:]

@@ -1,12 +1,15 @@
 """tff_credit.training: what each bank trains on, learning, exact resume."""
 
 import numpy as np
+import pytest
 
 from tests.tff_credit.helpers import data_config
 from tests.tff_credit.helpers import train
 from tests.tff_credit.helpers import write_loans_csv
+from tff_common import errors
 from tff_common import run_dir
 from tff_credit import config
+from tff_credit import evaluation
 from tff_credit import federation
 from tff_credit import model
 from tff_credit import training
@@ -47,3 +50,18 @@ def test_three_banks_raise_auc_and_resume_exactly(tff_context, tmp_path):
   b = model.load(run_dir.RunDir(str(tmp_path / 'resumed')))
   for wa, wb in zip(a, b, strict=True):
     np.testing.assert_allclose(wa, wb, atol=1e-6)
+
+
+def test_a_changed_data_file_is_refused_and_the_run_left_as_it_was(tff_context, tmp_path):
+  del tff_context
+  path = write_loans_csv(tmp_path / 'loans.csv', rows=400)
+  out = tmp_path / 'run'
+  train(path, out, 2)
+  before = {name: (out / name).read_bytes() for name in ('config.json', 'schema.json', 'model.npz')}
+  # Same path, same columns, other rows: the feature count does not change.
+  write_loans_csv(path, rows=300, seed=5)
+  with pytest.raises(errors.InputError, match='sha256'):
+    train(path, out, 3)
+  assert {name: (out / name).read_bytes() for name in before} == before
+  with pytest.raises(errors.InputError, match='content changed since the model'):
+    evaluation.evaluate(output_dir=str(out), log=lambda line: None)

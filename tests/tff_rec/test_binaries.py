@@ -17,3 +17,14 @@ def test_binaries_end_to_end(tmp_path):
   result = helpers.run_module('tff_rec.recommend', f'--output_dir={out}', '--user=3', '--n=5')
   assert result.returncode == 0, result.stderr[-2000:]
   assert result.stdout.count('Movie ') == 5
+  # A flag out of range: one line, exit 2.
+  result = helpers.run_module('tff_rec.recommend', f'--output_dir={out}', '--user=3', '--n=-1')
+  assert result.returncode == 2
+  assert result.stderr.strip().splitlines() == ['error: --n=-1: expected an integer >= 1']
+  # The ratings file changed after training: evaluating on it is refused, not mixed.
+  with open(data_path, 'a') as f:
+    f.write('1::105::1::2000000\n')
+  result = helpers.run_module('tff_rec.evaluate', f'--output_dir={out}')
+  assert result.returncode == 2
+  assert 'the ratings changed since its models were trained' in result.stderr
+  assert 'Traceback' not in result.stderr

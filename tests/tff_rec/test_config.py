@@ -45,3 +45,19 @@ def test_data_config_is_read_under_either_name(tmp_path, file_name):
   stored = config_lib.DataConfig(data='ratings.csv', split='temporal', seed=3)
   (tmp_path / file_name).write_text(json.dumps(dataclasses.asdict(stored)))
   assert config_lib.read_data_config(run_dir.RunDir(str(tmp_path))) == stored
+
+
+@pytest.mark.parametrize('config,message', [
+    (config_lib.TrainConfig(rounds=0), '--rounds=0: expected an integer >= 1'),
+    (config_lib.TrainConfig(client_lr=0.0), '--client_lr=0.0: expected a number > 0'),
+    (config_lib.TrainConfig(server_lr=-3.0), '--server_lr=-3.0: expected a number > 0'),
+    (config_lib.TrainConfig(dim=0), '--dim=0: expected an integer >= 1'),
+    (config_lib.TrainConfig(implicit_l2=-0.1), '--implicit_l2=-0.1: expected a number >= 0'),
+    (config_lib.TrainConfig(aggregator='median'), "--aggregator='median': expected one of mean"),
+    (config_lib.DataConfig(heldout_users_fraction=1.0),
+     '--heldout_users_fraction=1.0: expected a number in [0, 1)'),
+])
+def test_settings_out_of_range_are_one_line_naming_the_flag(config, message):
+  with pytest.raises(errors.InputError) as raised:
+    config.check()
+  assert str(raised.value) == message

@@ -35,3 +35,9 @@ def test_recommend_never_returns_a_rated_item(tiny_split):
         np.testing.assert_allclose(np.clip(ranked_by, 0.5, 5.0), predicted, rtol=1e-5)
       else:
         np.testing.assert_allclose(ranked_by, model.rated_logits(factors.s[0], best)[0], rtol=1e-5)
+
+
+def test_a_user_who_rated_everything_is_told_so():
+  text = topn.format_table([], user=7, rated=24, algorithm='fedrecon', ranked_by='x')
+  assert text == ('user 7: has rated all 24 movies of the vocabulary (fedrecon); '
+                  'there is nothing left to recommend')

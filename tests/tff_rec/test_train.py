@@ -99,3 +99,13 @@ def test_bad_input_is_one_line_exit_2_and_nothing_written(tmp_path):
   assert result.returncode == 2
   assert result.stderr.strip().splitlines()[-1].startswith(f'error: {bad}, line 2, column 3')
   assert not os.path.exists(tmp_path / 'bad_run')
+  # A flag out of range is refused before the data is read or anything written; 0 rounds
+  # would save an untrained model as if trained.
+  for flag, message in (('--rounds=0', '--rounds=0: expected an integer >= 1'),
+                        ('--recon_lr=-1', '--recon_lr=-1.0: expected a number > 0'),
+                        ('--test_fraction=1', '--test_fraction=1.0: expected a number in (0, 1)')):
+    result = helpers.run_module('tff_rec.train', f'--data={bad}', flag,
+                                f'--output_dir={tmp_path / "bad_run"}')
+    assert result.returncode == 2, flag
+    assert result.stderr.strip().splitlines() == [f'error: {message}'], flag
+    assert not os.path.exists(tmp_path / 'bad_run')

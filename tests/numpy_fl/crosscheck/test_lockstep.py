@@ -32,7 +32,10 @@ def test_config_defaults_resolve_by_algorithm_and_data_and_checks_name_the_flag(
   assert (fedavg.rounds, fedavg.model, fedavg.batch_size) == (20, 'linear', None)
   assert fedavg.resolved(synthetic_data) == fedavg
   lockstep.Config().check(credit)
-  with pytest.raises(InputError, match=r'^--async_buffer must be in \[0, --banks=3\], got 4$'):
+  with pytest.raises(InputError, match=r'^--async_buffer=4: expected an integer in \[0, --banks=3\]$'):
     lockstep.Config(async_buffer=4).check(lockstep.DataConfig(banks=3))
-  with pytest.raises(InputError, match='^--tff_model=credit is logistic regression; got --model=linear$'):
+  with pytest.raises(InputError, match="^--tff_model='credit': expected 'dense' with --model=linear"):
     lockstep.Config(tff_model='credit').check(synthetic_data)
+  # 0 rounds is an error, not the default (it used to run the default rounds silently).
+  with pytest.raises(InputError, match='^--rounds=0: expected an integer >= 1$'):
+    lockstep.Config(rounds=0).check(credit)

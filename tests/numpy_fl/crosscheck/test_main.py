@@ -37,5 +37,5 @@ def test_crosscheck_binary_bad_flag_is_one_line_and_writes_nothing(tmp_path):
                        timeout=60)
   assert result.returncode == 2
   assert result.stderr.strip().splitlines() == [
-      'error: --async_buffer must be in [0, --banks=3], got 4']
+      'error: --async_buffer=4: expected an integer in [0, --banks=3]']
   assert not out.exists()
