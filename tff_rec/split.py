@@ -6,12 +6,17 @@ only). Every user's ratings are split into train and test, at random or by
 time (latest ratings in test). The item vocabulary is the items rated in the
 training users' train ratings; other items cannot be scored, so ratings of
 them in test or held-out data are dropped and counted.
+
+A population that cannot give a test RMSE (a single user, no user with two
+ratings, every user held out, no test rating of a vocabulary item) raises
+`InputError` here, before anything is written, rather than a NaN metric later.
 """
 
 import dataclasses
 
 import numpy as np
 
+from tff_common import errors
 from tff_common import progress
 from tff_rec import data as data_lib
 
@@ -116,6 +121,14 @@ def split_ratings(ratings: data_lib.Ratings, *, method: str = 'random',
   user, item = ratings.user[order], ratings.item[order]
   rating, stamp = ratings.rating[order], ratings.timestamp[order]
   user_ids, starts, counts = np.unique(user, return_index=True, return_counts=True)
+  # A user's test ratings are scored on items other users train on, so the
+  # smallest population with a test RMSE is two users with two ratings each.
+  with_two = int(np.count_nonzero(counts >= 2))
+  if with_two < 2:
+    raise errors.InputError(
+        f'{ratings.source}: {len(user_ids)} user{"" if len(user_ids) == 1 else "s"}, '
+        f'{with_two} of them with 2 or more ratings; expected at least 2 users with 2 or '
+        'more ratings (one to train on, one to test on)')
 
   is_test = np.zeros(len(user), dtype=bool)
   for k, (start, n) in enumerate(zip(starts, counts)):
@@ -130,6 +143,11 @@ def split_ratings(ratings: data_lib.Ratings, *, method: str = 'random',
 
   rng = np.random.default_rng([seed, 1 << 20])
   num_heldout = int(round(len(user_ids) * heldout_users_fraction))
+  if num_heldout >= len(user_ids):
+    raise errors.InputError(
+        f'{ratings.source}: holding out {num_heldout} of {len(user_ids)} users '
+        f'(--heldout_users_fraction={heldout_users_fraction}) leaves no training users; '
+        'expected a smaller fraction or more users')
   heldout_ids = np.sort(rng.choice(user_ids, size=num_heldout, replace=False))
   is_heldout = np.isin(user, heldout_ids)
 
@@ -147,6 +165,17 @@ def split_ratings(ratings: data_lib.Ratings, *, method: str = 'random',
     unknown[name] = int(np.count_nonzero(mask & ~known))
     keep = mask & known
     parts[name] = _group(user[keep], dense[keep], rating[keep], stamp[keep], ids)
+  if not parts['test'].num_ratings:
+    if unknown['test']:
+      why = (f'the {unknown["test"]} test ratings of the {len(train_user_ids)} training users '
+             'are all of items outside the vocabulary (the items of training users\' train '
+             'ratings); expected more users rating the same items')
+    else:
+      why = (f'none of the {len(train_user_ids)} training users has 2 or more ratings; '
+             'expected at least 2 training users with 2 or more ratings (lower '
+             '--heldout_users_fraction or add users)')
+    raise errors.InputError(f'{ratings.source}: the split leaves no test rating to '
+                            f'evaluate on: {why}')
   return Split(item_ids=item_ids, unknown_items=unknown, titles=ratings.titles, **parts)
 
 
@@ -158,12 +187,20 @@ def load_and_split(config, log=progress.print_flushed) -> Split:
       f'{len(set(ratings.user.tolist())):,} users, {len(set(ratings.item.tolist())):,} items')
   if ratings.skipped_lines:
     log(f'data: skipped {ratings.skipped_lines:,} malformed lines (--skip_bad_lines)')
+  if ratings.duplicate_ratings:
+    log(f'data: dropped {ratings.duplicate_ratings:,} duplicate ratings (a user rating an '
+        'item again): kept the latest of each')
   split = split_ratings(
       ratings, method=config.split, test_fraction=config.test_fraction,
       heldout_users_fraction=config.heldout_users_fraction, seed=config.seed)
   log(f'split ({config.split}): {len(split.train)} training users '
       f'({split.train.num_ratings:,} train / {split.test.num_ratings:,} test ratings), '
       f'{len(split.heldout_train)} held-out users; vocabulary {split.num_items:,} items')
+  if not split.heldout_test.num_ratings and config.heldout_users_fraction > 0:
+    # Reported, not an error: the held-out rows of the report stay empty.
+    log(f'held-out users: {len(split.heldout_train)}, with no test rating of a vocabulary '
+        f'item; held-out metrics are left empty (--heldout_users_fraction='
+        f'{config.heldout_users_fraction})')
   dropped = {k: v for k, v in split.unknown_items.items() if v}
   if dropped:
     log('ratings of items outside the training vocabulary, skipped: ' +
