@@ -10,6 +10,8 @@ import time
 
 import pytest
 
+from tests.tff_common import helpers
+
 ROOT = pathlib.Path(__file__).resolve().parents[2]
 
 
@@ -33,24 +35,15 @@ def _wait_for_line(stream, text: bytes, timeout: float = 120) -> bytes:
   raise AssertionError(f'no {text!r} in: {seen.decode()}')
 
 
-def _pid_alive(pid: int) -> bool:
-  try:
-    with open(f'/proc/{pid}/stat') as f:
-      state = f.read().split(')')[-1].split()[0]
-  except FileNotFoundError:
-    return False
-  return state != 'Z'
-
-
 def _worker_pid(out) -> int:
   return int(pathlib.Path(f'{out}.worker_pid').read_text())
 
 
 def _assert_worker_gone(pid: int):
   deadline = time.monotonic() + 10
-  while _pid_alive(pid) and time.monotonic() < deadline:
+  while helpers.pid_alive(pid) and time.monotonic() < deadline:
     time.sleep(0.1)
-  assert not _pid_alive(pid)
+  assert not helpers.pid_alive(pid)
 
 
 @pytest.mark.parametrize('signum,code', [(signal.SIGINT, 130), (signal.SIGTERM, 143)])

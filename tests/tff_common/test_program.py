@@ -9,6 +9,7 @@ import types
 import numpy as np
 import pytest
 
+from tests.tff_common import helpers
 from tff_common import errors
 from tff_common import program
 from tff_common import program_config
@@ -31,41 +32,15 @@ def test_flatten_metrics_keeps_scalars_only():
   assert flat == {'a/loss': 0.5, 'n': 4.0}
 
 
-def _linear_process():
-  import tensorflow as tf
-  import tensorflow_federated as tff
-
-  def model_fn():
-    keras_model = tf.keras.Sequential([tf.keras.layers.Dense(
-        1, input_shape=(2,), kernel_initializer='zeros')])
-    return tff.learning.models.from_keras_model(
-        keras_model, loss=tf.keras.losses.MeanSquaredError(),
-        input_spec=(tf.TensorSpec([None, 2], tf.float32), tf.TensorSpec([None, 1], tf.float32)))
-
-  return tff.learning.algorithms.build_weighted_fed_avg(
-      model_fn, client_optimizer_fn=tff.learning.optimizers.build_sgdm(0.1))
-
-
-def _client_data(ids, round_num):
-  import tensorflow as tf
-  datasets = []
-  for cid in ids:
-    rng = np.random.default_rng([int(cid[1:]), round_num])
-    x = rng.normal(size=(16, 2)).astype(np.float32)
-    y = (x @ np.array([[1.0], [-2.0]], np.float32) + 0.5).astype(np.float32)
-    datasets.append(tf.data.Dataset.from_tensor_slices((x, y)).batch(4))
-  return datasets
-
-
 def _config(rounds, **kwargs):
   return program_config.ProgramConfig(rounds=rounds, **kwargs)
 
 
 def test_resume_equals_uninterrupted_run(tff_context, tmp_path):
   del tff_context
-  process = _linear_process()
+  process = helpers.linear_process()
   ids = ['c0', 'c1', 'c2', 'c3']
-  common = dict(process=process, client_ids=ids, client_data_fn=_client_data,
+  common = dict(process=process, client_ids=ids, client_data_fn=helpers.linear_datasets,
                 log=lambda s: None)
   sampling = dict(clients_per_round=2, seed=1)
   full = program.run_training(config=_config(4, **sampling),
@@ -93,9 +68,9 @@ def test_resume_equals_uninterrupted_run(tff_context, tmp_path):
 
 def test_torn_checkpoint_is_skipped(tff_context, tmp_path):
   del tff_context
-  process = _linear_process()
+  process = helpers.linear_process()
   run = run_dir.RunDir(str(tmp_path / 'run'))
-  common = dict(process=process, client_ids=['c0', 'c1'], client_data_fn=_client_data,
+  common = dict(process=process, client_ids=['c0', 'c1'], client_data_fn=helpers.linear_datasets,
                 run=run, log=lambda s: None)
   program.run_training(config=_config(2), **common)
   # A crash in the middle of writing round 3 leaves a directory without a model.
@@ -130,7 +105,7 @@ def test_a_run_held_by_another_process_is_refused_untouched(tff_context, tmp_pat
   from tests.tff_common.test_run_dir import _hold_in_another_process
   from tests.tff_common.test_run_dir import _tree
   run = run_dir.RunDir(str(tmp_path / 'run'))
-  common = dict(process=_linear_process(), client_ids=['c0', 'c1'], client_data_fn=_client_data,
+  common = dict(process=helpers.linear_process(), client_ids=['c0', 'c1'], client_data_fn=helpers.linear_datasets,
                 run=run, log=lambda s: None)
   program.run_training(config=_config(1), **common)
   holder = _hold_in_another_process(tmp_path / 'run')
@@ -147,7 +122,7 @@ def test_a_run_held_by_another_process_is_refused_untouched(tff_context, tmp_pat
 def test_stale_temporary_checkpoints_are_removed_and_said(tff_context, tmp_path):
   del tff_context
   run = run_dir.RunDir(str(tmp_path / 'run'))
-  common = dict(process=_linear_process(), client_ids=['c0', 'c1'], client_data_fn=_client_data,
+  common = dict(process=helpers.linear_process(), client_ids=['c0', 'c1'], client_data_fn=helpers.linear_datasets,
                 run=run)
   program.run_training(config=_config(1), log=lambda s: None, **common)
   # A kill while TFF wrote round 2 leaves its temporary directory behind.
@@ -163,7 +138,7 @@ def test_stale_temporary_checkpoints_are_removed_and_said(tff_context, tmp_path)
 def test_no_readable_checkpoint_restarts_from_round_1_and_says_so(tff_context, tmp_path):
   del tff_context
   run = run_dir.RunDir(str(tmp_path / 'run'))
-  common = dict(process=_linear_process(), client_ids=['c0', 'c1'], client_data_fn=_client_data,
+  common = dict(process=helpers.linear_process(), client_ids=['c0', 'c1'], client_data_fn=helpers.linear_datasets,
                 run=run)
   program.run_training(config=_config(1), log=lambda s: None, **common)
   # Torn: the directory without its model.
@@ -177,7 +152,7 @@ def test_no_readable_checkpoint_restarts_from_round_1_and_says_so(tff_context, t
 
 def _overflowing_at_round_2(ids, round_num):
   if round_num != 2:
-    return _client_data(ids, round_num)
+    return helpers.linear_datasets(ids, round_num)
   import tensorflow as tf
   # Every client (TFF drops a single client's non-finite update, and the round
   # goes on without it): finite values whose squares overflow.
@@ -191,7 +166,7 @@ def test_a_non_finite_update_is_refused_before_anything_of_its_round_is_written(
   del tff_context
   run = run_dir.RunDir(str(tmp_path / 'run'))
   with pytest.raises(errors.TrainingFailed) as raised:
-    program.run_training(process=_linear_process(), client_ids=['c0', 'c1'],
+    program.run_training(process=helpers.linear_process(), client_ids=['c0', 'c1'],
                          client_data_fn=_overflowing_at_round_2, run=run, config=_config(3),
                          log=lambda s: None)
   assert isinstance(raised.value, errors.InputError)  # exit 2 in a binary

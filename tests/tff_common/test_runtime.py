@@ -9,6 +9,8 @@ import time
 
 import pytest
 
+from tests.tff_common import helpers
+
 _SCRIPT = textwrap.dedent('''
     import sys, time
     import numpy as np
@@ -29,15 +31,6 @@ _SCRIPT = textwrap.dedent('''
     if mode == 'wait':
       time.sleep(120)
 ''')
-
-
-def _pid_alive(pid: int) -> bool:
-  try:
-    with open(f'/proc/{pid}/stat') as f:
-      state = f.read().split(')')[-1].split()[0]
-  except FileNotFoundError:
-    return False
-  return state != 'Z'
 
 
 def _run(mode: str):
@@ -74,13 +67,13 @@ def test_worker_gone_after_exit_or_exception(mode, expect_code):
   assert process.returncode == expect_code
   if mode == 'raise':
     assert b'deliberate failure' in rest
-  assert not _pid_alive(worker_pid)
+  assert not helpers.pid_alive(worker_pid)
 
 
 @pytest.mark.parametrize('signum', [signal.SIGTERM, signal.SIGINT, signal.SIGKILL])
 def test_worker_gone_after_signal(signum):
   process, worker_pid = _run('wait')
-  assert _pid_alive(worker_pid)
+  assert helpers.pid_alive(worker_pid)
   process.send_signal(signum)
   rest = _read_to_eof_quickly(process)
   assert process.returncode != 0
@@ -88,9 +81,9 @@ def test_worker_gone_after_signal(signum):
     # errors.Interrupted is a SystemExit: a library caller exits 143, quietly.
     assert process.returncode == 143 and b'Traceback' not in rest, rest.decode()
   deadline = time.monotonic() + 10
-  while _pid_alive(worker_pid) and time.monotonic() < deadline:
+  while helpers.pid_alive(worker_pid) and time.monotonic() < deadline:
     time.sleep(0.1)  # after SIGKILL the kernel's parent-death signal does it
-  assert not _pid_alive(worker_pid)
+  assert not helpers.pid_alive(worker_pid)
 
 
 def test_dead_worker_is_reported_with_its_log_and_clean_stop_removes_log():
@@ -112,7 +105,7 @@ def test_dead_worker_is_reported_with_its_log_and_clean_stop_removes_log():
   clean.start()
   pid = clean.pid
   clean.stop()
-  assert not _pid_alive(pid) and not os.path.exists(clean.log_path)
+  assert not helpers.pid_alive(pid) and not os.path.exists(clean.log_path)
 
 
 def test_a_stopped_worker_stays_stopped():
@@ -125,4 +118,4 @@ def test_a_stopped_worker_stays_stopped():
   worker.stop()
   with pytest.raises(RuntimeError, match='the TFF worker was stopped'):
     worker.stub()
-  assert worker.pid is None and not _pid_alive(pid)
+  assert worker.pid is None and not helpers.pid_alive(pid)

@@ -12,9 +12,9 @@ it at a known place.
 import sys
 import time
 
-import numpy as np
 from absl import flags
 
+from tests.tff_common import helpers
 from tff_common import cli  # before TF: imports it quietly
 from tff_common import program
 from tff_common import program_config
@@ -35,34 +35,11 @@ def _pause():
   time.sleep(120)
 
 
-def _process():
-  import tensorflow as tf
-  import tensorflow_federated as tff
-
-  def model_fn():
-    keras_model = tf.keras.Sequential([tf.keras.layers.Dense(
-        1, input_shape=(2,), kernel_initializer='zeros')])
-    return tff.learning.models.from_keras_model(
-        keras_model, loss=tf.keras.losses.MeanSquaredError(),
-        input_spec=(tf.TensorSpec([None, 2], tf.float32), tf.TensorSpec([None, 1], tf.float32)))
-
-  return tff.learning.algorithms.build_weighted_fed_avg(
-      model_fn, client_optimizer_fn=tff.learning.optimizers.build_sgdm(0.1))
-
-
 def client_data(ids, round_num):
-  import tensorflow as tf
   if round_num == FLAGS.pause_at_round:
     _pause()
-  datasets = []
-  for cid in ids:
-    rng = np.random.default_rng([int(cid[1:]), round_num])
-    x = rng.normal(size=(8, 2)).astype(np.float32)
-    if round_num == FLAGS.overflow_at_round:
-      x[0, 0] = 3e38  # finite in float32; its square is not
-    y = (x @ np.array([[1.0], [-2.0]], np.float32) + 0.5).astype(np.float32)
-    datasets.append(tf.data.Dataset.from_tensor_slices((x, y)).batch(4))
-  return datasets
+  return helpers.linear_datasets(ids, round_num, examples=8,
+                                 overflow=round_num == FLAGS.overflow_at_round)
 
 
 def main(argv):
@@ -76,7 +53,7 @@ def main(argv):
                                         rounds_per_checkpoint=FLAGS.rounds_per_checkpoint)
   with run.lock():
     run.claim({'rounds': FLAGS.rounds}, may_change=('rounds',))
-    process = _process()
+    process = helpers.linear_process()
     result = program.run_training(process=process, client_ids=['c0', 'c1'],
                                   client_data_fn=client_data, run=run, config=config)
     weights = process.get_model_weights(result.state).trainable
