@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # One entry point: builds .venv from the lock when needed, then runs the main job or the tests.
 #   ./run.sh             the main job on bundled real data: credit scoring, then recommendation
-#   ./run.sh test [ARGS] pytest over tests/ (ARGS go to pytest, e.g. -q or tests/test_credit.py)
+#   ./run.sh test [ARGS] pytest over tests/ (ARGS go to pytest, e.g. -q or tests/tff_credit)
 #   ./run.sh credit      only the credit-scoring demo (train + evaluate), outputs in runs/credit
 #   ./run.sh rec         only the recommendation demo (train + evaluate + one user's top 10), runs/rec
 #   ./run.sh crosscheck  the NumPy baseline against TFF on the credit data (FedSGD, FedAvg, async), runs/crosscheck

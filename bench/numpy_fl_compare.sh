@@ -3,7 +3,7 @@
 #   bench/numpy_fl_compare.sh [OUT]     (default OUT=/tmp/numpy_fl_bench)
 # The example-weighted runs use size-skewed banks, where weighting matters; the last run checks the
 # credit job's own Keras scorecard model (tff_credit.model) instead of numpy_fl's Dense(1) on logits.
-# Each run prints max |dw| per round, per-round wall times and the TFF/NumPy ratio, and exits 1
+# Each run prints max |dw| per round, per-round wall times and the TFF/NumPy ratio, and exits 3
 # if max |dw| ever exceeds 1e-5. Wall times depend on the machine and its load: figures, not tests.
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"

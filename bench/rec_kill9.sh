@@ -22,9 +22,10 @@ echo "bench: killed -9 after: $(grep -o "round *[0-9]*/$ROUNDS" "$DIR/killed.log
 "$PY" - "$DIR" <<'PY'
 import sys
 import numpy as np
+from tff_common import run_dir
 from tff_rec import params
-a, _ = params.load(f'{sys.argv[1]}/uninterrupted/fedrecon/model.npz')
-b, _ = params.load(f'{sys.argv[1]}/killed/fedrecon/model.npz')
+a, b = (params.from_arrays(run_dir.RunDir(f'{sys.argv[1]}/{name}/fedrecon').load_model()[0])
+        for name in ('uninterrupted', 'killed'))
 names = ['item_factors', 'item_bias', 'implicit_item_factors', 'implicit_item_bias']
 diff = max([abs(a.offset - b.offset)] + [float(np.max(np.abs(getattr(a, n) - getattr(b, n))))
                                          for n in names if getattr(a, n) is not None])

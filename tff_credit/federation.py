@@ -12,6 +12,7 @@ from typing import Optional
 
 import numpy as np
 
+from tff_common import errors
 from tff_credit import banks as banks_lib
 from tff_credit import config as config_lib
 from tff_credit import data as data_lib
@@ -70,6 +71,13 @@ def build_federation(config: config_lib.DataConfig, *, table: Optional[data_lib.
   banks = banks_lib.make_banks(
       table, num_banks=config.banks, partition_name=config.partition, seed=config.seed,
       test_fraction=config.test_fraction, alpha=config.alpha, skew_column=config.skew_column)
+  if schema is not None and (schema.numeric_columns != table.numeric_columns or
+                             schema.categorical_columns != table.categorical_columns):
+    # Encoding other columns with a trained model's schema would misplace features.
+    raise errors.InputError(
+        f'{table.source}: its columns ({", ".join(table.numeric_columns + table.categorical_columns)})'
+        ' are not those the model was trained on ('
+        f'{", ".join(schema.numeric_columns + schema.categorical_columns)})')
   if schema is None:
     schema = preprocess.federated_schema(table, [b.train_rows for b in banks])
 

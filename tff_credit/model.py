@@ -80,5 +80,12 @@ def save(run: run_dir_lib.RunDir, weights: Sequence[np.ndarray], *, model: str,
 
 def load(run: run_dir_lib.RunDir) -> list[np.ndarray]:
   """The released trainable weights, in Keras order."""
-  arrays, _ = run.load_model(missing_hint='training has not finished in this --output_dir')
-  return list(arrays.values())
+  return load_with_metadata(run)[0]
+
+
+def load_with_metadata(run: run_dir_lib.RunDir) -> tuple[list[np.ndarray], dict]:
+  """The released trainable weights and what `save` stored with them (e.g. the
+  rounds the model was trained for)."""
+  arrays, metadata = run.load_model(
+      missing_hint='training has not finished in this --output_dir')
+  return list(arrays.values()), metadata

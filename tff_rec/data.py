@@ -120,10 +120,12 @@ def _parse(path: str, line_no: int, fields: list[str]) -> tuple[int, int, float,
       raise errors.InputError(
           f'{path}, line {line_no}, column {column} ({name}): expected {kind}, '
           f'found {text!r}') from None
-    if name in ('user', 'item') and not -_INT64 <= values[-1] < _INT64:
+    # Ids are non-negative (MovieLens' are; user ids also seed each device's
+    # random draws, which NumPy takes non-negative) and fit in 64 bits.
+    if name in ('user', 'item') and not 0 <= values[-1] < _INT64:
       raise errors.InputError(
-          f'{path}, line {line_no}, column {column} ({name}): expected an id that fits '
-          f'in 64 bits, found {text!r}')
+          f'{path}, line {line_no}, column {column} ({name}): expected a non-negative id '
+          f'that fits in 64 bits, found {text!r}')
   if not MIN_RATING <= values[2] <= MAX_RATING:  # also rejects nan and inf
     raise errors.InputError(
         f'{path}, line {line_no}, column 3 (rating): expected a rating between '

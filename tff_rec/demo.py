@@ -21,6 +21,7 @@ from tff_common import progress
 from tff_rec import config
 from tff_rec import flags as rec_flags
 from tff_rec import report
+from tff_rec import split as split_lib
 from tff_rec import topn
 from tff_rec import training
 
@@ -39,8 +40,13 @@ def main(argv):
   log = progress.print_flushed
   train_config = dataclasses.replace(
       config.TrainConfig(), **dataclasses.asdict(cli.config_from_flags(program_config.ProgramConfig)))
-  split = training.train_all(data_config=rec_flags.data_config(), train_config=train_config,
-                             fedavg_rounds=FLAGS.fedavg_rounds, output_dir=FLAGS.output_dir)
+  data_config = rec_flags.data_config()
+  data_config.check()
+  split = split_lib.load_and_split(data_config, log=log)
+  topn.user_ratings(split, FLAGS.user)  # an unknown --user stops us now, not after training
+  split = training.train_all(data_config=data_config, train_config=train_config,
+                             fedavg_rounds=FLAGS.fedavg_rounds, output_dir=FLAGS.output_dir,
+                             split=split)
   log('\n== evaluating')
   _, text = report.write(FLAGS.output_dir, split=split)
   log(text)

@@ -11,6 +11,7 @@ OUTPUT_DIR/report.md, summary.json and curves.png, and prints the report.
 from absl import flags
 
 from tff_common import cli
+from tff_common import progress
 from tff_rec import flags as rec_flags
 from tff_rec import report
 from tff_rec import training
@@ -24,7 +25,7 @@ def main(argv):
   del argv
   split = training.train_baseline_if_missing(FLAGS.output_dir)
   _, text = report.write(FLAGS.output_dir, split=split)
-  print(text)
+  progress.print_flushed(text)
 
 
 if __name__ == '__main__':

@@ -32,7 +32,7 @@ def sample_negatives(num_items: int, exclude: np.ndarray, *, count: int,
   runs out), sorted.
 
   Used for the evaluation's negatives and for the unrated items a device
-  samples for the implicit head (`params.with_negatives`).
+  samples for the implicit head (`reconstruction.with_negatives`).
   """
   if count <= 0:
     return np.zeros(0, np.int32)

@@ -9,6 +9,7 @@ fedrecon) and the user's own ratings only.
 from absl import flags
 
 from tff_common import cli
+from tff_common import progress
 from tff_rec import config
 from tff_rec import flags as rec_flags
 from tff_rec import topn
@@ -26,7 +27,7 @@ def main(argv):
   del argv
   recommendations, rated, ranked_by = topn.recommend(
       FLAGS.output_dir, user=FLAGS.user, n=FLAGS.n, algorithm=FLAGS.algorithm)
-  print(topn.format_table(recommendations, user=FLAGS.user, rated=rated,
+  progress.print_flushed(topn.format_table(recommendations, user=FLAGS.user, rated=rated,
                           algorithm=FLAGS.algorithm, ranked_by=ranked_by))
 
 

@@ -56,7 +56,8 @@ def user_ratings(split: split_lib.Split, user: int) -> tuple[np.ndarray, np.ndar
     items.append(part.items_of(k))
     ratings.append(part.ratings_of(k))
   if not items:
-    raise KeyError(user)
+    raise errors.InputError(f'--user={user}: this user has no ratings of known items in the '
+                            'data this model was trained on')
   return np.concatenate(items), np.concatenate(ratings)
 
 
@@ -75,11 +76,7 @@ def recommend(output_dir: str, *, user: int, n: int = 10, algorithm: str = 'fedr
   if split is None:
     split = split_lib.load_and_split(config_lib.read_data_config(root), log=log)
   config_lib.check_data(root, split)
-  try:
-    items, ratings = user_ratings(split, user)
-  except KeyError:
-    raise errors.InputError(f'--user={user}: this user has no ratings of known items in the '
-                            'data this model was trained on') from None
+  items, ratings = user_ratings(split, user)
   best, predicted = top_n(params, items, ratings, n=n, recon=config.recon(), user=user)
   ranked_by = ('how likely the user is to pick each movie (the implicit head)'
                if params.implicit else 'predicted rating')

@@ -11,7 +11,7 @@ FedBuff-style asynchronous aggregation under simulated heavy-tailed delays.
   python -m numpy_fl.crosscheck --data=credit --algorithm=fedavg --rounds=20 \
       --batch_size=32 --async_buffer=2 --output_dir=/tmp/compare_fedavg
 
-Exits 1 if the parameter difference ever exceeds --tolerance, 2 (one line) on
+Exits 3 if the parameter difference ever exceeds --tolerance, 2 (one line) on
 bad input.
 """
 
@@ -25,6 +25,7 @@ from absl import flags
 
 from numpy_fl.crosscheck import flags as crosscheck_flags
 from numpy_fl.crosscheck import lockstep
+from tff_common import progress
 from tff_common.errors import InputError
 
 crosscheck_flags.define_data_flags()
@@ -40,9 +41,9 @@ def main(argv):
     raise InputError(f'unexpected arguments: {" ".join(argv[1:])}')
   config, data = crosscheck_flags.configs()
   summary = lockstep.run(config, data, output_dir=FLAGS.output_dir,
-                         log=lambda s: print(s, flush=True))
+                         log=progress.print_flushed)
   if not summary['within_tolerance']:
-    sys.exit(1)
+    sys.exit(lockstep.EXIT_DISAGREE)
 
 
 if __name__ == '__main__':

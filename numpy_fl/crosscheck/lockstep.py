@@ -29,12 +29,17 @@ from numpy_fl import synthetic
 from numpy_fl.crosscheck import report
 from numpy_fl.crosscheck import tff_twin
 from tff_common import checks
+from tff_common import run_dir
 from tff_common.errors import InputError
 from tff_credit import config as credit_config
 from tff_credit import federation
 
 BankArrays = Mapping[str, tuple[np.ndarray, np.ndarray]]  # client name -> (x [n, d], y [n])
 
+
+# The exit code of `python -m numpy_fl.crosscheck` when the engines' weights
+# differ by more than --tolerance: not 1 (a bug) nor 2 (bad input).
+EXIT_DISAGREE = 3
 
 @dataclasses.dataclass(frozen=True)
 class RoundRow:
@@ -169,7 +174,7 @@ class Config:
   model: Optional[str] = None        # 'linear' or 'logistic'; None: logistic for
                                      # credit data, linear for synthetic
   weighting: str = 'uniform'         # 'uniform' (1/K) or 'num_examples'
-  rounds: Optional[int] = None       # None (or 0): 50 for fedsgd, 20 for fedavg
+  rounds: Optional[int] = None       # None: 50 for fedsgd, 20 for fedavg
   lr: float = 0.1                    # FedSGD: server lr; FedAvg: client lr
   server_lr: float = 1.0             # FedAvg only
   server_momentum: float = 0.0
@@ -218,6 +223,10 @@ class Config:
       checks.fail('tff_model', c.tff_model, f"'dense' with --model={c.model} (credit is "
                   'logistic regression)')
     checks.in_range('target_fraction', c.target_fraction, 0, 1, low_open=True)
+    checks.optional_at_least('async_rounds', c.async_rounds, 1)
+    checks.non_negative('staleness_exponent', c.staleness_exponent)
+    if c.target_loss is not None and not math.isfinite(c.target_loss):
+      checks.fail('target_loss', c.target_loss, 'a finite number')
     checks.positive('tolerance', c.tolerance)
     checks.at_least('synthetic_features', data.synthetic_features, 1)
 
@@ -266,6 +275,8 @@ def run(config: Config, data: DataConfig, *, output_dir: str,
   before any work), then `run_on_arrays` on `data`'s clients."""
   config = config.resolved(data)
   config.check(data)
+  # An output directory that cannot be made stops us before the rounds, in one line.
+  run_dir.RunDir(output_dir).makedirs()
   return run_on_arrays(config, load_bank_arrays(data, model=config.model),
                        output_dir=output_dir, log=log)
 

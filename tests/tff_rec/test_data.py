@@ -33,8 +33,10 @@ def test_detects_each_movielens_format_and_reads_titles(tmp_path, fmt):
     ('7\t101\tnan\t1000', 'line 3, column 3 (rating): expected a rating between'),
     ('7\t101\t4\t-1', "line 3, column 4 (timestamp): expected Unix time in seconds (0 or "
                        "more), found '-1'"),
-    ('7\t99999999999999999999\t4\t1000', 'line 3, column 2 (item): expected an id that fits '
-                                         "in 64 bits, found '99999999999999999999'"),
+    ('7\t99999999999999999999\t4\t1000', 'line 3, column 2 (item): expected a non-negative id '
+                                         "that fits in 64 bits, found '99999999999999999999'"),
+    # A negative user id would reach the device's seeding (NumPy takes non-negative seeds).
+    ('-7\t101\t4\t1000', 'line 3, column 1 (user): expected a non-negative id'),
     ('7\t101\t4\t1000\t', 'line 3: expected 4 fields (user, item, rating, timestamp), found 5'),
 ])
 def test_malformed_line_is_one_clear_error_or_counted(tmp_path, bad_line, column_text):
