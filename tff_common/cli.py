@@ -28,6 +28,7 @@ from absl import app
 from absl import flags
 from absl import logging
 
+from tff_common import aggregation
 from tff_common import errors
 from tff_common import program_config
 from tff_common import runtime
@@ -101,6 +102,17 @@ def define_program_flags(defaults: program_config.ProgramConfig):
   flags.DEFINE_integer('seed', defaults.seed,
                        'Seeds everything random in the run: data split, client sampling, '
                        'shuffling, initialization.')
+
+
+def define_aggregator_flags(defaults: aggregation.AggregatorConfig):
+  """The flags of `aggregation.AggregatorConfig`, with a job's defaults."""
+  flags.DEFINE_enum('aggregator', defaults.aggregator, list(aggregation.NAMES),
+                    'How the server aggregates client updates: mean (float32 updates) or '
+                    'compressed (each client quantizes its update to --quantization_bits bits).')
+  flags.DEFINE_integer('quantization_bits', defaults.quantization_bits,
+                       'Bits per value of a compressed update (1 to 16).')
+  flags.DEFINE_integer('compression_threshold', defaults.compression_threshold,
+                       'Tensors with at most this many values are sent uncompressed.')
 
 
 def config_from_flags(config_class, values=None):

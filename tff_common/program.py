@@ -39,6 +39,7 @@ import numpy as np
 import tensorflow as tf
 import tensorflow_federated as tff
 
+from tff_common import communication
 from tff_common import errors
 from tff_common import program_config
 from tff_common import progress
@@ -168,6 +169,7 @@ def run_training(
     config: program_config.ProgramConfig,
     evaluate_fn: Optional[MetricsFn] = None,
     progress_keys: Sequence[str] = ('loss',),
+    wire: Optional[communication.Wire] = None,
     log: Callable[[str], None] = progress.print_flushed,
 ) -> TrainingResult:
   """Trains `process` to `config.rounds` rounds in `run`, resuming if checkpoints exist.
@@ -186,6 +188,8 @@ def run_training(
       (e.g. validation AUC); merged into that round's metrics.
     progress_keys: Metric names (matched on the last path components) shown on
       the progress line, besides the round and its seconds.
+    wire: The encoding of the process's messages; with it, each round's
+      metrics hold the bytes it moved (`tff_common.communication`).
     log: Where progress lines go.
 
   Returns:
@@ -203,11 +207,12 @@ def run_training(
   with run.lock():
     return _run_training(process=process, client_ids=client_ids,
                          client_data_fn=client_data_fn, run=run, config=config,
-                         evaluate_fn=evaluate_fn, progress_keys=progress_keys, log=log)
+                         evaluate_fn=evaluate_fn, progress_keys=progress_keys, wire=wire,
+                         log=log)
 
 
 def _run_training(*, process, client_ids, client_data_fn, run, config, evaluate_fn,
-                  progress_keys, log) -> TrainingResult:
+                  progress_keys, wire, log) -> TrainingResult:
   checkpoints = Checkpoints(run)
   checkpoints.remove_temporary(log)
   releases = tff.program.GroupingReleaseManager([
@@ -241,6 +246,8 @@ def _run_training(*, process, client_ids, client_data_fn, run, config, evaluate_
       if evaluate_fn is not None:
         metrics.update(evaluate_fn(state, round_num))
       metrics['clients'] = float(len(sampled))
+      if wire is not None:
+        metrics.update(wire.round_metrics(process.get_model_weights(state), len(sampled)))
       metrics[run_dir_lib.SECONDS] = time.perf_counter() - started
       history.append(metrics)
       asyncio.run(releases.release(metrics, key=round_num))

@@ -200,13 +200,29 @@ class RunDir:
     except OSError as e:
       raise errors.InputError(_cannot_write(path, e)) from None
 
+  def write_text(self, name: str, text: str):
+    """Writes a report file atomically; an OS refusal is one line naming it."""
+    path = self.file(name)
+    try:
+      files.write_text(path, text)
+    except OSError as e:
+      raise errors.InputError(_cannot_write(path, e)) from None
+
+  def save_figure(self, name: str, figure, **kwargs):
+    """Saves a matplotlib figure atomically; an OS refusal is one line naming it."""
+    path = self.file(name)
+    try:
+      files.save_figure(figure, path, **kwargs)
+    except OSError as e:
+      raise errors.InputError(_cannot_write(path, e)) from None
+
   def claim(self, settings: Mapping[str, Any], *, may_change: Sequence[str] = ()):
     """Makes this directory the run of `settings`, or refuses.
 
     A directory without settings gets them; one whose stored settings differ
     from `settings` (nested mappings compared as 'section/key'; keys whose last
-    part is in `may_change` excepted, e.g. 'rounds': a rerun may train further)
-    is refused, because resuming its checkpoint under other settings would
+    part is in `may_change` excepted, e.g. 'rounds': a rerun may train further,
+    and the stored value is updated) is refused, because resuming its checkpoint under other settings would
     silently mix two experiments. A changed data fingerprint (a key whose last
     part is `FINGERPRINT`) is said plainly: the data's content changed; a
     directory that stored none predates fingerprints and cannot be checked.
@@ -224,7 +240,10 @@ class RunDir:
                        and previous.get(k) != wanted.get(k))
       if changed:
         raise errors.InputError(f'{path}: ' + _refusal(changed, previous, wanted))
-      return
+      if previous == wanted:
+        return
+      # Only settings that may change did (e.g. more rounds): the stored ones
+      # describe the run as it now continues.
     self.makedirs()
     self.write_json(CONFIG, settings)
 
@@ -289,9 +308,13 @@ class RunDir:
     """The clients' mean training loss per round, as TFF reports it."""
     return self.curve(TRAINING_LOSS)
 
+  def total(self, name: str, rounds: int) -> float:
+    """The sum of metric `name` over rounds 1..rounds (e.g. the bytes a run moved)."""
+    return sum(r[name] for r in self.metrics() if name in r and int(r[ROUND]) <= rounds)
+
   def seconds_in_rounds(self, rounds: int) -> float:
     """Time spent in rounds 1..rounds, over every run that contributed (resumes too)."""
-    return sum(r[SECONDS] for r in self.metrics() if int(r[ROUND]) <= rounds)
+    return self.total(SECONDS, rounds)
 
 
 def flatten(settings: Mapping[str, Any], prefix: str = '') -> dict[str, Any]:

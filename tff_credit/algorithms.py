@@ -16,6 +16,7 @@ aggregator chosen in `tff_common.aggregation` and applies its optimizer.
 import tensorflow_federated as tff
 
 from tff_common import aggregation
+from tff_common import communication
 from tff_credit import config as config_lib
 
 
@@ -39,7 +40,7 @@ def build_process(config: config_lib.AlgorithmConfig,
 
   Args:
     config: The algorithm, weighting, learning rates, server momentum,
-      proximal strength and aggregator name.
+      proximal strength and the aggregator (`tff_common.aggregation`).
     model_fn: A no-argument function returning a `tff.learning.models.VariableModel`.
   """
   if config.algorithm not in config_lib.ALGORITHMS:
@@ -53,13 +54,13 @@ def build_process(config: config_lib.AlgorithmConfig,
   if config.algorithm == 'fedsgd':
     # The textbook FedSGD is a uniform mean; --weighting=examples gives the
     # example-weighted variant TFF defaults to.
-    uniform = config.weighting == 'uniform'
+    uniform = not _weighted(config)
     return tff.learning.algorithms.build_fed_sgd(
         model_fn,
         server_optimizer_fn=tff.learning.optimizers.build_sgdm(config.server_lr,
                                                                 momentum=momentum),
         model_aggregator=aggregation.build_aggregator(
-            config.aggregator, weighted=not uniform, ignore_weights=uniform))
+            config, weighted=not uniform, ignore_weights=uniform))
 
   client_optimizer = tff.learning.optimizers.build_sgdm(config.client_lr)
   if config.algorithm == 'fedadam':
@@ -68,8 +69,8 @@ def build_process(config: config_lib.AlgorithmConfig,
     server_optimizer = tff.learning.optimizers.build_yogi(config.server_lr)
   else:
     server_optimizer = tff.learning.optimizers.build_sgdm(config.server_lr, momentum=momentum)
-  weighted = config.weighting == 'examples'
-  aggregator = aggregation.build_aggregator(config.aggregator, weighted=weighted)
+  weighted = _weighted(config)
+  aggregator = aggregation.build_aggregator(config, weighted=weighted)
 
   if config.algorithm == 'fedprox':
     builder = (tff.learning.algorithms.build_weighted_fed_prox if weighted
@@ -81,3 +82,13 @@ def build_process(config: config_lib.AlgorithmConfig,
              else tff.learning.algorithms.build_unweighted_fed_avg)
   return builder(model_fn, client_optimizer_fn=client_optimizer,
                  server_optimizer_fn=server_optimizer, model_aggregator=aggregator)
+
+
+def wire(config: config_lib.AlgorithmConfig) -> communication.Wire:
+  """The encoding of the process's messages (what `tff_common.communication` counts)."""
+  return communication.Wire(aggregator=config, weighted=_weighted(config))
+
+
+def _weighted(config: config_lib.AlgorithmConfig) -> bool:
+  """Whether banks send their example count with their update."""
+  return config.weighting == 'examples'

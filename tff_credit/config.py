@@ -47,17 +47,18 @@ class DataConfig:
 
 
 @dataclasses.dataclass(frozen=True)
-class AlgorithmConfig:
-  """The federated algorithm (`tff_credit.algorithms.build_process`)."""
+class AlgorithmConfig(aggregation.AggregatorConfig):
+  """The federated algorithm (`tff_credit.algorithms.build_process`), with the
+  server's aggregator (`tff_common.aggregation`)."""
   algorithm: str = 'fedavg'
   weighting: str = 'examples'
   client_lr: float = 0.1
   server_lr: float = 1.0
   server_momentum: float = 0.0
   mu: float = 0.01
-  aggregator: str = 'mean'
 
   def check(self):
+    super().check()
     checks.one_of('algorithm', self.algorithm, ALGORITHMS)
     checks.one_of('weighting', self.weighting, WEIGHTINGS)
     # A zero step trains nothing and would be reported as a trained model.
@@ -65,7 +66,6 @@ class AlgorithmConfig:
     checks.positive('server_lr', self.server_lr)
     checks.in_range('server_momentum', self.server_momentum, 0, 1, high_open=True)
     checks.non_negative('mu', self.mu)
-    checks.one_of('aggregator', self.aggregator, aggregation.NAMES)
 
 
 @dataclasses.dataclass(frozen=True)

@@ -24,18 +24,20 @@ from collections.abc import Callable
 import numpy as np
 import tensorflow as tf
 
+from tff_common import communication
 from tff_common import errors
-from tff_common import files
 from tff_common import progress
 from tff_common import run_dir as run_dir_lib
 from tff_common import seeding
 from tff_credit import config as config_lib
+from tff_credit import data as data_lib
 from tff_credit import federation as federation_lib
 from tff_credit import metrics as metrics_lib
 from tff_credit import model as model_lib
 from tff_credit import preprocess
 
-MODELS = ('federated', 'local_only', 'centralized')
+# The systems compared (not model families: those are config.MODELS).
+COMPARED = ('federated', 'local_only', 'centralized')
 REPORT_KEYS = ('auc', 'ks', 'gini', 'brier', 'log_loss', 'accuracy', 'psi')
 
 
@@ -93,14 +95,23 @@ def _evaluate(run: run_dir_lib.RunDir, output_dir: str, log: Callable[[str], Non
   data_config, algorithm, train_config, sha256 = config_lib.from_settings(run.read_json(
       run_dir_lib.CONFIG, missing_hint=f'is {output_dir} the --output_dir of a finished '
       '`python -m tff_credit.train` run?'))
-  weights = model_lib.load(run)
+  weights, metadata = model_lib.load_with_metadata(run)
+  # The rounds the model was trained for (a rerun may have trained further): the
+  # baselines get the same budget.
+  train_config = dataclasses.replace(train_config,
+                                     rounds=metadata.get('rounds', train_config.rounds))
+  table = data_lib.load_table(
+      data=data_config.data, label_column=data_config.label_column,
+      positive_label=data_config.positive_label,
+      categorical_columns=data_config.categorical_columns,
+      drop_columns=data_config.drop_columns, bad_rows=data_config.bad_rows)
+  if sha256 and config_lib.table_sha256(table) != sha256:
+    raise errors.InputError(
+        f'{table.source}: its content changed since the model in {output_dir} was '
+        'trained; evaluate on the data it was trained on, or train again in a new --output_dir')
   # Encoded exactly as training did, with the trained model's own schema.
   schema = preprocess.Schema.from_json(run.read_json(run_dir_lib.SCHEMA))
-  fed = federation_lib.build_federation(data_config, schema=schema)
-  if sha256 and config_lib.table_sha256(fed.table) != sha256:
-    raise errors.InputError(
-        f'{fed.table.source}: its content changed since the model in {output_dir} was '
-        'trained; evaluate on the data it was trained on, or train again in a new --output_dir')
+  fed = federation_lib.build_federation(data_config, table=table, schema=schema)
   model = train_config.model
 
   scores = {'federated': _scores_of(fed, model, {name: weights for name in fed.bank_names},
@@ -120,10 +131,14 @@ def _evaluate(run: run_dir_lib.RunDir, output_dir: str, log: Callable[[str], Non
                                      what='centralized')
 
   summary = {name: _summarize(fed, s) for name, s in scores.items()}
+  # What the federated model cost on the network (metrics.csv, every round run).
+  for key in (communication.BYTES_UP, communication.BYTES_DOWN):
+    summary['federated'][key] = run.total(key, train_config.rounds)
   summary['setup'] = {
       'data': fed.table.source, 'rows': fed.table.num_rows, 'features': fed.num_features,
       'partition': data_config.partition, 'model': model, 'algorithm': algorithm.algorithm,
       'rounds': train_config.rounds, 'local_epochs': train_config.local_epochs,
+      'aggregator': algorithm.aggregator,
       'baseline_budget': budget,
       'banks': {b.name: {'train_rows': len(b.train_rows), 'test_rows': len(b.test_rows),
                          'train_bad_rate': float(fed.train[b.name][1].mean()),
@@ -131,8 +146,8 @@ def _evaluate(run: run_dir_lib.RunDir, output_dir: str, log: Callable[[str], Non
   }
   report = render_report(summary, fed.bank_names)
   run.write_json(run_dir_lib.SUMMARY, summary)
-  files.write_text(run.file(run_dir_lib.REPORT), report)
-  _plot_roc(fed, scores, run.file('roc.png'))
+  run.write_text(run_dir_lib.REPORT, report)
+  _plot_roc(fed, scores, run, 'roc.png')
   log(report)
   log(f'wrote {output_dir}/report.md, roc.png, summary.json')
   return summary
@@ -166,7 +181,7 @@ def render_report(summary: dict, bank_names: list[str]) -> str:
       '## Pooled test set (union of the banks\' test rows)', '',
       '| model | ' + ' | '.join(REPORT_KEYS) + ' |',
       '|---|' + '---|' * len(REPORT_KEYS)]
-  for model in MODELS:
+  for model in COMPARED:
     row = summary[model]['pooled']
     lines.append(f'| {model} | ' + ' | '.join(_cell(row[k]) for k in REPORT_KEYS) + ' |')
   lines += ['', '## AUC per bank (each bank\'s own test rows)', '',
@@ -184,7 +199,7 @@ def render_report(summary: dict, bank_names: list[str]) -> str:
                  f"{_cell(summary['federated']['banks'][name]['auc_se'])} |")
     for note in summary['federated']['banks'][name]['notes']:
       notes.append(f'{name}: {note}')
-  for model in MODELS:
+  for model in COMPARED:
     lines += ['', f'## {model}: every metric per bank', '',
               '| bank | ' + ' | '.join(REPORT_KEYS) + ' |', '|---|' + '---|' * len(REPORT_KEYS)]
     for name in bank_names:
@@ -196,6 +211,10 @@ def render_report(summary: dict, bank_names: list[str]) -> str:
     lines += ['', 'Banks: ' + '; '.join(descriptions) + '.']
   if notes:
     lines += ['', 'Notes: ' + '; '.join(notes) + '.']
+  federated = summary['federated']
+  lines += ['', f"Communication of the federated model over {setup['rounds']} rounds "
+            f"(aggregator `{setup['aggregator']}`): {_megabytes(federated['bytes_up'])} up (bank updates), "
+            f"{_megabytes(federated['bytes_down'])} down (model broadcasts)."]
   lines += ['', 'AUC s.e.: the Hanley-McNeil standard error of the federated AUC on that bank\'s test rows; a gain '
             'smaller than about twice it is within sampling noise.',
             '', 'KS and accuracy use the KS-optimal threshold of each model on each sample; PSI compares the '
@@ -203,7 +222,11 @@ def render_report(summary: dict, bank_names: list[str]) -> str:
   return '\n'.join(lines) + '\n'
 
 
-def _plot_roc(fed: federation_lib.Federation, scores: dict, path: str):
+def _megabytes(count: float) -> str:
+  return f'{count / 1e6:.3f} MB'
+
+
+def _plot_roc(fed: federation_lib.Federation, scores: dict, run: run_dir_lib.RunDir, name: str):
   import matplotlib
   matplotlib.use('Agg')
   import matplotlib.pyplot as plt
@@ -216,7 +239,7 @@ def _plot_roc(fed: federation_lib.Federation, scores: dict, path: str):
       labels = np.concatenate([fed.test[n][1] for n in fed.bank_names])
     else:
       labels = fed.test[panel][1]
-    for model in MODELS:
+    for model in COMPARED:
       s = (np.concatenate([scores[model].test[n] for n in fed.bank_names]) if panel == 'pooled'
            else scores[model].test[panel])
       auc = metrics_lib.auc(labels, s)
@@ -232,5 +255,5 @@ def _plot_roc(fed: federation_lib.Federation, scores: dict, path: str):
   for ax in list(axes.flat)[len(panels):]:
     ax.axis('off')
   figure.tight_layout()
-  files.save_figure(figure, path, dpi=110)
+  run.save_figure(name, figure, dpi=110)
   plt.close(figure)

@@ -47,7 +47,7 @@ def define_algorithm_flags():
   flags.DEFINE_float('server_momentum', _A.server_momentum,
                      'Server SGD momentum (FedAvgM); 0: plain SGD. fedsgd, fedavg, fedprox.')
   flags.DEFINE_float('mu', _A.mu, 'FedProx proximal strength.')
-  flags.DEFINE_string('aggregator', _A.aggregator, 'Aggregator (tff_common.aggregation.NAMES).')
+  cli.define_aggregator_flags(_A)
 
 
 def define_train_flags():

@@ -109,6 +109,7 @@ def train(*, data: config_lib.DataConfig, algorithm: config_lib.AlgorithmConfig,
         config=train_config,
         evaluate_fn=lambda state, round_num: evaluate(process.get_model_weights(state)),
         progress_keys=('train/loss', 'test/auc'),
+        wire=algorithms.wire(algorithm),
         log=log)
     weights = process.get_model_weights(result.state)
     model_lib.save(run, weights.trainable, model=train_config.model, num_features=fed.num_features,

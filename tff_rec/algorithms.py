@@ -22,6 +22,7 @@ import tensorflow as tf
 import tensorflow_federated as tff
 
 from tff_common import aggregation
+from tff_common import communication
 from tff_rec import config as config_lib
 from tff_rec import model as model_lib
 
@@ -47,7 +48,8 @@ def evaluation_split_fn(*, recon_epochs: int):
 
 def build_fed_recon(*, model_fn, client_lr: float, server_lr: float, recon_lr: float,
                     recon_epochs: int, implicit_weight: float = 0.0,
-                    aggregator: str = 'mean') -> tff.learning.templates.LearningProcess:
+                    aggregator: aggregation.AggregatorConfig = aggregation.MEAN
+                    ) -> tff.learning.templates.LearningProcess:
   """TFF's Federated Reconstruction for the two-head MF model.
 
   Federated types, with `G` the global weights (item factors and biases of
@@ -95,7 +97,8 @@ def build_fed_recon_eval(*, model_fn, recon_lr: float, recon_epochs: int,
 
 
 def build_fed_avg(*, model_fn, client_lr: float, server_lr: float,
-                  aggregator: str = 'mean') -> tff.learning.templates.LearningProcess:
+                  aggregator: aggregation.AggregatorConfig = aggregation.MEAN
+                  ) -> tff.learning.templates.LearningProcess:
   """TFF's example-weighted FedAvg over the whole model, user tables included.
 
   Federated types as in `build_fed_recon`, with `G` every weight of the model
@@ -125,14 +128,14 @@ def build_process(split, config: config_lib.TrainConfig):
         model_fn=model_lib.reconstruction_model_fn(**common),
         client_lr=config.client_lr, server_lr=config.effective_server_lr(),
         recon_lr=config.recon_lr, recon_epochs=config.recon_epochs,
-        implicit_weight=config.loss_weight(), aggregator=config.aggregator)
+        implicit_weight=config.loss_weight(), aggregator=config)
     return process, list(model_lib.global_names(config.implicit))
   if config.algorithm == 'fedavg':
     process = build_fed_avg(
         model_fn=model_lib.global_model_fn(num_users=len(split.train),
                                            implicit_weight=config.loss_weight(), **common),
         client_lr=config.client_lr, server_lr=config.effective_server_lr(),
-        aggregator=config.aggregator)
+        aggregator=config)
     keras_model = model_lib.build_keras_model(num_users=len(split.train),
                                               with_user_input=True, **common)
     return process, model_lib.variable_layers(keras_model)
@@ -145,3 +148,9 @@ def build_eval_process(split, config: config_lib.TrainConfig):
       model_fn=model_lib.reconstruction_model_fn(**config.model_kwargs(split)),
       recon_lr=config.recon_lr, recon_epochs=config.recon_epochs,
       implicit_weight=config.loss_weight())
+
+
+def wire(config: config_lib.TrainConfig) -> communication.Wire:
+  """The encoding of the messages of `build_process(split, config)`: both
+  processes weight each client's update by its example count."""
+  return communication.Wire(aggregator=config, weighted=True)

@@ -44,7 +44,7 @@ class DataConfig:
 
 
 @dataclasses.dataclass(frozen=True)
-class TrainConfig(program_config.ProgramConfig):
+class TrainConfig(program_config.ProgramConfig, aggregation.AggregatorConfig):
   """One algorithm's hyperparameters (the shared program's settings included).
 
   `server_lr` None means `DEFAULT_SERVER_LR` of the algorithm. The implicit
@@ -65,7 +65,6 @@ class TrainConfig(program_config.ProgramConfig):
   dim: int = 32
   l2: float = 0.05
   batch_size: int = 16          # ratings per batch (see examples_per_batch)
-  aggregator: str = 'mean'
   centralized_epochs: int = 15
   centralized_lr: float = 0.003
   centralized_l2: float = 0.1
@@ -75,7 +74,8 @@ class TrainConfig(program_config.ProgramConfig):
 
   def check(self):
     """Raises `errors.InputError` naming the first flag out of range."""
-    super().check()
+    program_config.ProgramConfig.check(self)
+    aggregation.AggregatorConfig.check(self)
     checks.one_of('algorithm', self.algorithm, ALGORITHMS)
     for flag in ('client_lr', 'recon_lr', 'centralized_lr'):
       checks.positive(flag, getattr(self, flag))
@@ -85,7 +85,6 @@ class TrainConfig(program_config.ProgramConfig):
       checks.at_least(flag, getattr(self, flag), 1)
     for flag in ('l2', 'centralized_l2', 'negatives_per_rating', 'implicit_weight', 'implicit_l2'):
       checks.non_negative(flag, getattr(self, flag))
-    checks.one_of('aggregator', self.aggregator, aggregation.NAMES)
 
   def effective_server_lr(self) -> float:
     if self.server_lr is not None:

@@ -53,8 +53,7 @@ def define_training_flags(defaults: config.TrainConfig = _T):
   flags.DEFINE_integer('batch_size', defaults.batch_size,
                        'Ratings per client batch; a batch also holds its share of unrated '
                        'items (--negatives_per_rating per rating).')
-  flags.DEFINE_string('aggregator', defaults.aggregator,
-                      'Aggregator (tff_common.aggregation.NAMES).')
+  cli.define_aggregator_flags(defaults)
   flags.DEFINE_integer('centralized_epochs', defaults.centralized_epochs,
                        'Epochs of centralized MF.')
   flags.DEFINE_float('centralized_lr', defaults.centralized_lr,

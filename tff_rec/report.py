@@ -8,7 +8,7 @@ import time
 
 import numpy as np
 
-from tff_common import files
+from tff_common import communication
 from tff_common import progress
 from tff_common import run_dir as run_dir_lib
 from tff_rec import algorithms
@@ -19,7 +19,8 @@ from tff_rec import params as params_lib
 from tff_rec import reconstruction
 from tff_rec import split as split_lib
 
-MODELS = ('fedrecon', 'fedavg', 'centralized', 'popularity')
+# The systems compared.
+COMPARED = ('fedrecon', 'fedavg', 'centralized', 'popularity')
 COLUMNS = ('rmse', 'mae', 'hr@10', 'ndcg@10', 'recall@20')
 
 
@@ -45,6 +46,10 @@ def evaluate_all(output_dir: str, *, split: split_lib.Split | None = None,
     results[algorithm] = _evaluate_mf(algorithm, params, split, config, seed=seed)
     results[algorithm]['train_seconds'] = metadata.get('seconds')
     results[algorithm]['rounds'] = metadata.get('rounds')
+    if algorithm in config_lib.FEDERATED:
+      # What the run cost on the network (metrics.csv, every round run).
+      for key in (communication.BYTES_UP, communication.BYTES_DOWN):
+        results[algorithm][key] = run.total(key, metadata.get('rounds') or 0)
     results[algorithm]['implicit'] = params.implicit
     log(f'{algorithm}: evaluated in {time.perf_counter() - started:.0f} s')
   scores = centralized.popularity(split)
@@ -93,13 +98,13 @@ def _evaluate_mf(algorithm, params, split, config, *, seed):
 
 def summary(results: dict) -> dict:
   out = {}
-  for name in MODELS:
+  for name in COMPARED:
     if name not in results:
       continue
     keys = ('hr@10', 'ndcg@10', 'recall@20') if name == 'popularity' else COLUMNS
     out[name] = dict(evaluation.summary_row(results[name]['users'], keys))
     out[name]['heldout'] = dict(evaluation.summary_row(results[name]['heldout'], keys))
-    for extra in ('train_seconds', 'rounds'):
+    for extra in ('train_seconds', 'rounds', communication.BYTES_UP, communication.BYTES_DOWN):
       if results[name].get(extra) is not None:
         out[name][extra] = results[name][extra]
   out['global_mean_rmse'] = results['global_mean_rmse']
@@ -114,7 +119,7 @@ def _fmt(value):
 def table(results: dict, group: str) -> str:
   lines = ['| model | RMSE | MAE | HR@10 | NDCG@10 | Recall@20 |',
            '|---|---|---|---|---|---|']
-  for name in MODELS:
+  for name in COMPARED:
     if name in results:
       row = evaluation.nan_to_none(results[name][group])
       lines.append(f'| {name} | ' + ' | '.join(_fmt(row.get(c)) for c in COLUMNS) + ' |')
@@ -123,6 +128,10 @@ def table(results: dict, group: str) -> str:
 
 def markdown(results: dict, output_dir: str) -> str:
   s = results['split']
+  traffic = '; '.join(
+      f'{name} {results[name][communication.BYTES_UP] / 1e6:.1f} MB up, '
+      f'{results[name][communication.BYTES_DOWN] / 1e6:.1f} MB down'
+      for name in config_lib.FEDERATED if results.get(name, {}).get(communication.BYTES_UP))
   times = ', '.join(
       f'{name} {results[name]["train_seconds"]:.0f} s'
       + (f' ({results[name]["rounds"]} rounds)' if results[name].get('rounds') else '')
@@ -163,10 +172,13 @@ the vocabulary, skipped: {skipped}.
 {table(results, 'heldout')}
 
 Training time (federated: time spent in rounds, over resumed runs too): {times or 'n/a'}.
+
+Communication (item-parameter updates up, model broadcasts down; FedAvg's include the user table): \
+{traffic or 'n/a'}.
 """
 
 
-def curves(root: run_dir_lib.RunDir, path: str, *, centralized_rmse=None):
+def curves(root: run_dir_lib.RunDir, name: str, *, centralized_rmse=None):
   """Test RMSE and training loss per round of each federated run."""
   import matplotlib
   matplotlib.use('Agg')
@@ -187,7 +199,7 @@ def curves(root: run_dir_lib.RunDir, path: str, *, centralized_rmse=None):
     axis.grid(alpha=0.3)
     axis.legend()
   figure.tight_layout()
-  files.save_figure(figure, path, dpi=100)
+  root.save_figure(name, figure, dpi=100)
   plt.close(figure)
 
 
@@ -200,7 +212,7 @@ def write(output_dir: str, *, split: split_lib.Split | None = None,
     results = evaluate_all(output_dir, split=split, log=log)
     report = markdown(results, output_dir)
     root.write_json(run_dir_lib.SUMMARY, summary(results))
-    files.write_text(root.file(run_dir_lib.REPORT), report)
-    curves(root, root.file('curves.png'),
+    root.write_text(run_dir_lib.REPORT, report)
+    curves(root, 'curves.png',
            centralized_rmse=results.get('centralized', {}).get('users', {}).get('rmse'))
   return results, report

@@ -17,6 +17,7 @@ import dataclasses
 import time
 from collections.abc import Callable
 
+from tff_common import checks
 from tff_common import program
 from tff_common import progress
 from tff_common import run_dir as run_dir_lib
@@ -34,7 +35,11 @@ Log = Callable[[str], None]
 def train(*, data_config: config_lib.DataConfig, train_config: config_lib.TrainConfig,
           output_dir: str, split: split_lib.Split | None = None,
           log: Log = progress.print_flushed) -> params_lib.MFParams:
-  """Trains `train_config.algorithm` (resuming if it can) and writes its model.npz."""
+  """Trains `train_config.algorithm` (resuming if it can) and writes its model.npz.
+
+  `split`, when given, must be the split of `data_config` (a caller that has
+  loaded it already); its fingerprint is what the directory stores.
+  """
   data_config.check()
   train_config.check()
   if split is None:
@@ -64,11 +69,16 @@ def train(*, data_config: config_lib.DataConfig, train_config: config_lib.TrainC
 
 
 def train_all(*, data_config: config_lib.DataConfig, train_config: config_lib.TrainConfig,
-              fedavg_rounds: int, output_dir: str,
+              fedavg_rounds: int, output_dir: str, split: split_lib.Split | None = None,
               log: Log = progress.print_flushed) -> split_lib.Split:
   """fedrecon (`train_config.rounds`), fedavg (`fedavg_rounds`) and centralized MF
-  into one directory, on one split, which is returned."""
-  split = split_lib.load_and_split(data_config, log=log)
+  into one directory, on one split (`split`, or loaded), which is returned."""
+  # Every flag before minutes of training: one line for the first out of range.
+  data_config.check()
+  train_config.check()
+  checks.at_least('fedavg_rounds', fedavg_rounds, 1)
+  if split is None:
+    split = split_lib.load_and_split(data_config, log=log)
   # Centralized MF counts epochs, not rounds; it keeps the others' round count.
   for algorithm, rounds in (('fedrecon', train_config.rounds), ('fedavg', fedavg_rounds),
                             ('centralized', train_config.rounds)):
@@ -122,6 +132,7 @@ def _train_federated(split: split_lib.Split, config: config_lib.TrainConfig,
   result = program.run_training(
       process=process, client_ids=clients.client_ids(split.train),
       client_data_fn=client_data_fn, run=run, config=config, evaluate_fn=evaluate_fn,
-      progress_keys=('loss', 'rmse', evaluation.TEST_RMSE), log=log)
+      progress_keys=('loss', 'rmse', evaluation.TEST_RMSE), wire=algorithms.wire(config),
+      log=log)
   # A directory already trained past `rounds` keeps (and reports) its newest state.
   return to_params(result.state), max(config.rounds, result.resumed_from)

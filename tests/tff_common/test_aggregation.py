@@ -22,24 +22,61 @@ WEIGHTS = [np.float32(1.0), np.float32(3.0)]
 
 def test_weighted_mean(tff_context):
   del tff_context
-  factory = aggregation.build_aggregator('mean', weighted=True)
+  factory = aggregation.build_aggregator(aggregation.AggregatorConfig(), weighted=True)
   np.testing.assert_allclose(_run(factory, VALUES, WEIGHTS), [2.5, 5.0], rtol=1e-6)
 
 
 def test_unweighted_mean(tff_context):
   del tff_context
-  factory = aggregation.build_aggregator('mean', weighted=False)
+  factory = aggregation.build_aggregator(aggregation.AggregatorConfig(), weighted=False)
   np.testing.assert_allclose(_run(factory, VALUES), [2.0, 4.0], rtol=1e-6)
 
 
 def test_uniform_mean_behind_the_weighted_api_ignores_weights(tff_context):
   del tff_context
-  factory = aggregation.build_aggregator('mean', weighted=False, ignore_weights=True)
+  factory = aggregation.build_aggregator(aggregation.AggregatorConfig(), weighted=False,
+                                         ignore_weights=True)
   np.testing.assert_allclose(_run(factory, VALUES, WEIGHTS), [2.0, 4.0], rtol=1e-6)
 
 
 def test_bad_requests_are_refused():
-  with pytest.raises(ValueError, match='unknown aggregator'):
-    aggregation.build_aggregator('median', weighted=True)
+  from tff_common import errors
+  with pytest.raises(errors.InputError, match="--aggregator='median': expected one of mean"):
+    aggregation.build_aggregator(aggregation.AggregatorConfig('median'), weighted=True)
+  with pytest.raises(errors.InputError, match='--quantization_bits=17'):
+    aggregation.AggregatorConfig('compressed', quantization_bits=17).check()
   with pytest.raises(ValueError, match='ignore_weights'):
-    aggregation.build_aggregator('mean', weighted=True, ignore_weights=True)
+    aggregation.build_aggregator(aggregation.AggregatorConfig(), weighted=True, ignore_weights=True)
+
+
+def test_a_compressed_mean_is_the_mean_within_its_quantization_step(tff_context):
+  del tff_context
+  rng = np.random.default_rng(0)
+  values = [rng.normal(size=64).astype(np.float32) for _ in range(3)]
+  weights = [np.float32(w) for w in (1.0, 2.0, 5.0)]
+  exact = sum(w * v for w, v in zip(weights, values, strict=True)) / sum(weights)
+  import tensorflow_federated as tff
+  value_type = tff.TensorType(np.float32, [64])
+  for bits, tolerance in ((16, 1e-3), (8, 0.1), (2, 2.0)):
+    factory = aggregation.build_aggregator(
+        aggregation.AggregatorConfig('compressed', quantization_bits=bits), weighted=True)
+    process = factory.create(value_type, tff.TensorType(np.float32))
+    result = process.next(process.initialize(), values, weights).result
+    # Each client's weighted value is quantized to 2**bits levels of its range.
+    error = np.max(np.abs(result - exact))
+    assert error < tolerance, (bits, error)
+    if bits == 16:
+      assert error > 0  # it did quantize
+
+
+def test_update_bytes_by_hand():
+  shapes = [(29, 1), (1,)]  # the credit scorecard: 29 features and a bias
+  mean = aggregation.AggregatorConfig()
+  assert aggregation.update_bytes(mean, shapes, weighted=True) == 4 * 29 + 4 + 4
+  assert aggregation.update_bytes(mean, shapes, weighted=False) == 4 * 30
+  # 8 bits: 29 values pack into ceil(232 / 32) = 8 words (32 bytes), plus min and max
+  # (8 bytes); the bias (1 value, under the threshold of 16) goes as float32; the weight too.
+  eight = aggregation.AggregatorConfig('compressed', quantization_bits=8)
+  assert aggregation.update_bytes(eight, shapes, weighted=True) == 32 + 8 + 4 + 4
+  one = aggregation.AggregatorConfig('compressed', quantization_bits=1, compression_threshold=0)
+  assert aggregation.update_bytes(one, shapes, weighted=False) == (4 + 8) + (4 + 8)

@@ -10,6 +10,8 @@ import numpy as np
 import pytest
 
 from tests.tff_common import helpers
+from tff_common import aggregation
+from tff_common import communication
 from tff_common import errors
 from tff_common import program
 from tff_common import program_config
@@ -200,3 +202,19 @@ def test_non_finite_weights_are_refused(tmp_path):
                          log=lambda s: None)
   assert os.listdir(run.checkpoints) == ['round_1']
   assert [int(r['round']) for r in run.metrics()] == [1]
+
+
+def test_each_round_records_the_bytes_it_moved(tmp_path):
+  process = helpers.linear_process()
+  run = run_dir.RunDir(str(tmp_path / 'run'))
+  wire = communication.Wire(aggregator=aggregation.MEAN, weighted=True)
+  program.run_training(process=process, client_ids=['c0', 'c1', 'c2'],
+                       client_data_fn=helpers.linear_datasets, run=run,
+                       config=program_config.ProgramConfig(rounds=2, clients_per_round=2),
+                       wire=wire, log=lambda s: None)
+  # Model: a (2, 1) kernel and a bias, float32, so 12 bytes down per client; up the
+  # same 12 and the client's weight, 4; two clients a round.
+  for row in run.metrics():
+    assert (row['bytes_down_per_client'], row['bytes_up_per_client']) == (12, 16)
+    assert (row['bytes_down'], row['bytes_up']) == (24, 32)
+  assert run.total('bytes_up', 2) == 64

@@ -25,11 +25,13 @@ def test_a_run_directory_refuses_other_settings(tmp_path):
   # More rounds continue the same run when the caller says so...
   more = {'data': {'seed': 0}, 'train': {'rounds': 9, 'lr': 0.1}}
   run.claim(more, may_change=('rounds',))
+  # ...and the stored settings say how far the run now goes.
+  assert json.loads((tmp_path / 'run' / 'config.json').read_text()) == more
   # ...anything else is refused, naming the setting, its old and new value.
   with pytest.raises(errors.InputError, match=r'train/lr: 0.1 there, 0.2 now'):
     run.claim({'data': {'seed': 0}, 'train': {'rounds': 5, 'lr': 0.2}})
   with pytest.raises(errors.InputError, match='train/rounds'):
-    run.claim(more)
+    run.claim(settings)
   with pytest.raises(errors.InputError, match='data/split'):
     run.claim({**settings, 'data': {'seed': 0, 'split': 'temporal'}})
 
@@ -37,11 +39,13 @@ def test_a_run_directory_refuses_other_settings(tmp_path):
 def test_settings_of_the_earlier_layout_are_checked(tmp_path):
   (tmp_path / 'train_config.json').write_text(json.dumps({'lr': 0.1, 'rounds': None}))
   run = run_dir.RunDir(str(tmp_path))
-  run.claim({'lr': 0.1, 'rounds': 40}, may_change=('rounds',))
-  assert not (tmp_path / 'config.json').exists()
-  assert run.read_json(run_dir.CONFIG) == {'lr': 0.1, 'rounds': None}
   with pytest.raises(errors.InputError, match='lr: 0.1 there, 0.3 now'):
-    run.claim({'lr': 0.3})
+    run.claim({'lr': 0.3, 'rounds': None})
+  assert not (tmp_path / 'config.json').exists()
+  # Continued with more rounds: the settings move to the current file name.
+  run.claim({'lr': 0.1, 'rounds': 40}, may_change=('rounds',))
+  assert run.read_json(run_dir.CONFIG) == {'lr': 0.1, 'rounds': 40}
+  assert (tmp_path / 'config.json').exists()
 
 
 def test_model_keeps_names_order_and_metadata(tmp_path):

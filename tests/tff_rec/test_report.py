@@ -36,6 +36,14 @@ def test_report_compares_the_four_models(tmp_path):
   users = results['fedrecon']['users']
   assert users['rmse'] == pytest.approx(users['rmse_on_device_check'], abs=1e-4)
   assert users['rated_loss'] == pytest.approx(users['rated_loss_on_device_check'], abs=1e-4)
+  # FedRecon's clients send the item parameters of both heads and the offset (float32)
+  # and their example count: 3 rounds of 6 users.
+  items, dim = summary['split']['items'], helpers.TINY['dim']
+  per_client = 4 * (2 * items * dim + 2 * items + 1)
+  assert summary['fedrecon']['bytes_down'] == 3 * 6 * per_client
+  assert summary['fedrecon']['bytes_up'] == 3 * 6 * (per_client + 4)
+  # FedAvg's also carry the user table: more bytes per round.
+  assert summary['fedavg']['bytes_up'] / 2 > summary['fedrecon']['bytes_up'] / 3
   with open(os.path.join(out, 'report.md')) as f:
     text = f.read()
   assert text == report_text
