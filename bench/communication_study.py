@@ -40,6 +40,9 @@ CREDIT = {
     'fedavg_e1_4bit': dict(aggregator='compressed', quantization_bits=4),
     'fedavg_e1_2bit': dict(aggregator='compressed', quantization_bits=2),
     'fedavg_e1_1bit': dict(aggregator='compressed', quantization_bits=1),
+    # Fewer rounds (local epochs) and fewer bytes per round (quantization) compound.
+    'fedavg_e5_2bit': dict(local_epochs=5, aggregator='compressed', quantization_bits=2),
+    'fedavg_e5_1bit': dict(local_epochs=5, aggregator='compressed', quantization_bits=1),
 }
 REC = {
     'fedrecon': dict(),

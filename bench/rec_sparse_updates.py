@@ -18,10 +18,10 @@ one client's.
 """
 
 import numpy as np
-from absl import app
 from absl import flags
 
 from tff_common import aggregation
+from tff_common import cli  # imports TensorFlow quietly, before program does
 from tff_common import program
 from tff_rec import config as config_lib
 from tff_rec import reconstruction
@@ -64,4 +64,4 @@ def main(argv):
 
 
 if __name__ == '__main__':
-  app.run(main)
+  cli.run(main, federated=False)
