@@ -97,14 +97,16 @@ def _row(name, run, metric, target, higher_is_better):
   reached = [r for r in rows if (r[metric] >= target if higher_is_better else r[metric] <= target)]
   first = int(reached[0][run_dir.ROUND]) if reached else None
   last = rows[-1]
-  mb = 1e6
+  def mb(count):
+    return float(f'{count / 1e6:.6g}')  # six digits: a credit run moves kilobytes
+
   return {
       'setting': name, 'final_quality': round(last[metric], 4), 'rounds': int(last[run_dir.ROUND]),
       'rounds_to_target': first,
-      'mb_up_to_target': round(run.total(communication.BYTES_UP, first) / mb, 4) if first else None,
-      'mb_down_to_target': round(run.total(communication.BYTES_DOWN, first) / mb, 4) if first else None,
-      'mb_up_total': round(run.total(communication.BYTES_UP, len(rows)) / mb, 4),
-      'mb_down_total': round(run.total(communication.BYTES_DOWN, len(rows)) / mb, 4),
+      'mb_up_to_target': mb(run.total(communication.BYTES_UP, first)) if first else None,
+      'mb_down_to_target': mb(run.total(communication.BYTES_DOWN, first)) if first else None,
+      'mb_up_total': mb(run.total(communication.BYTES_UP, len(rows))),
+      'mb_down_total': mb(run.total(communication.BYTES_DOWN, len(rows))),
       'bytes_up_per_client': rows[-1][communication.BYTES_UP_PER_CLIENT],
   }
 
