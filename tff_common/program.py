@@ -242,12 +242,14 @@ def _run_training(*, process, client_ids, client_data_fn, run, config, evaluate_
       output = process.next(state, client_data_fn(sampled, round_num))
       state = output.state
       metrics = flatten_metrics(output.metrics)
-      _check_finite(process, state, metrics, round_num)
+      # Read once a round: the finiteness check and the byte count both need them.
+      weights = process.get_model_weights(state) if hasattr(process, 'get_model_weights') else None
+      _check_finite(weights, metrics, round_num)
       if evaluate_fn is not None:
         metrics.update(evaluate_fn(state, round_num))
       metrics['clients'] = float(len(sampled))
       if wire is not None:
-        metrics.update(wire.round_metrics(process.get_model_weights(state), len(sampled)))
+        metrics.update(wire.round_metrics(weights, len(sampled)))
       metrics[run_dir_lib.SECONDS] = time.perf_counter() - started
       history.append(metrics)
       asyncio.run(releases.release(metrics, key=round_num))
@@ -271,7 +273,7 @@ def _run_training(*, process, client_ids, client_data_fn, run, config, evaluate_
 _NON_FINITE_UPDATE = 'update_non_finite'
 
 
-def _check_finite(process, state, metrics: Mapping[str, float], round_num: int):
+def _check_finite(model_weights, metrics: Mapping[str, float], round_num: int):
   """Refuses a round whose result is not a model.
 
   TFF's FedAvg replaces a non-finite client update by zeros and reports
@@ -282,10 +284,9 @@ def _check_finite(process, state, metrics: Mapping[str, float], round_num: int):
     raise errors.TrainingFailed(
         f"round {round_num}: the clients' update was not finite (an overflow in the "
         'data, or training diverged); lower the learning rates or check the data')
-  get_model_weights = getattr(process, 'get_model_weights', None)
-  if get_model_weights is None:
+  if model_weights is None:
     return
-  for leaf in tf.nest.flatten(get_model_weights(state)):
+  for leaf in tf.nest.flatten(model_weights):
     array = np.asarray(leaf)
     if array.dtype.kind in 'fc' and not np.all(np.isfinite(array)):
       raise errors.TrainingFailed(
