@@ -1,7 +1,9 @@
 """Federated plumbing shared by tff_credit and tff_rec (one owner per concept).
 
   aggregation     the one place an aggregator is chosen (`--aggregator`), for both jobs
+  audit           what the server of a computation receives: its CLIENTS -> SERVER intrinsics
   checks          validation of settings: one InputError naming the flag, value and what is allowed
+  dp              differential privacy of client updates: DPConfig, the seeded DP aggregator
   cli             what every binary does: quiet TF, the TFF runtime, one-line errors, flags -> configs
   errors          InputError / TrainingFailed (one line, exit 2), Interrupted (one line, exit 130/143)
   files           atomic writes (temporary file, then rename), data fingerprints
@@ -9,6 +11,7 @@
   program         the training program: open a run, sample clients, rounds, checkpoints, releases
   program_config  ProgramConfig: rounds, clients per round, checkpoint period, seed
   progress        progress lines, printed and flushed (no TensorFlow)
+  robust_aggregation  coordinate-wise median and trimmed mean of client updates (TFF factories)
   quiet           TensorFlow's start-up log noise, filtered without hiding errors
   run_dir         a run directory's file names and layout, and typed readers/writers
   runtime         TFF's C++ execution context with an owned worker that cannot outlive us

@@ -5,12 +5,35 @@ Runs on the server side of every round: the returned factory is passed as
 extends `AggregatorConfig`, so every aggregator added here (differential
 privacy, secure sum, robust) reaches both jobs through the same flags.
 
-  mean        the (weighted or uniform) mean of the clients' updates, sent as float32
-  compressed  the same mean of updates that each client quantizes to
-              `quantization_bits` bits per value before sending (uniform
-              quantization between the tensor's min and max, bit-packed: TFF's
-              `EncodedSumFactory.quantize_above_threshold`, Suresh et al. 2017);
-              tensors of at most `compression_threshold` values go as float32.
+  mean          the (weighted or uniform) mean of the clients' updates, sent as float32
+  compressed    the same mean of updates that each client quantizes to
+                `quantization_bits` bits per value before sending (uniform
+                quantization between the tensor's min and max, bit-packed: TFF's
+                `EncodedSumFactory.quantize_above_threshold`, Suresh et al. 2017);
+                tensors of at most `compression_threshold` values go as float32.
+  secure        secure aggregation (Bonawitz et al. 2017): TFF's
+                `tff.learning.secure_aggregator`. Each client clips its
+                (weighted) update to bounds the server estimates from the
+                previous rounds (adaptive zeroing, L2 clipping, then
+                per-coordinate bounds), quantizes it to 32-bit integers and
+                takes part in `federated_secure_sum_bitwidth`: the server
+                learns the cohort's sum, never one client's update.
+  robust        TFF's `tff.learning.robust_aggregator`: the mean after
+                adaptive zeroing (an update whose L2 norm exceeds twice the
+                estimated 0.98 quantile of norms, plus 1, is replaced by zeros)
+                and adaptive L2 clipping (to the estimated 0.8 quantile,
+                starting at 1.0); the server estimates both from the norms.
+  median        the coordinate-wise median of the updates
+                (`tff_common.robust_aggregation`), unweighted.
+  trimmed_mean  the coordinate-wise mean after dropping the `trim_fraction`
+                largest and smallest values of every coordinate, unweighted.
+
+What the server sees (`server_sees_individual_updates`): under every
+aggregator but `secure`, the server receives each client's update. `median`
+and `trimmed_mean` need them: an order statistic is not a function of the sum,
+so they cannot run under secure aggregation. In this project's simulation the
+secure sum is compiled to a plain sum (`tff_common.runtime`): the types and the
+arithmetic are those of the protocol, the cryptography is not run.
 
 `update_bytes` says what one client's update costs on the wire under each.
 """
@@ -21,7 +44,9 @@ from collections.abc import Iterable
 
 from tff_common import checks
 
-NAMES = ('mean', 'compressed')
+NAMES = ('mean', 'compressed', 'secure', 'robust', 'median', 'trimmed_mean')
+# Aggregators whose result is an order statistic: unweighted by nature.
+UNWEIGHTED_ONLY = ('median', 'trimmed_mean')
 # Uniform quantization sends, besides the packed values, the tensor's minimum
 # and maximum (two float32), and packs the values into 32-bit words.
 _QUANTIZATION_SIDE_BYTES = 8
@@ -39,10 +64,14 @@ class AggregatorConfig:
       uncompressed (quantizing a handful of values costs more than it saves:
       the side values alone are two floats). TFF's own default, 20,000, would
       leave the credit model uncompressed.
+    trim_fraction: Under `trimmed_mean`, the share of clients whose values
+      are dropped at each end of every coordinate (floor of it times the
+      round's clients; 0.2 of 5 banks drops one highest and one lowest).
   """
   aggregator: str = 'mean'
   quantization_bits: int = 8
   compression_threshold: int = 16
+  trim_fraction: float = 0.2
 
   def check(self):
     checks.one_of('aggregator', self.aggregator, NAMES)
@@ -50,10 +79,24 @@ class AggregatorConfig:
     if self.quantization_bits != int(self.quantization_bits):
       checks.fail('quantization_bits', self.quantization_bits, 'an integer from 1 to 16')
     checks.at_least('compression_threshold', self.compression_threshold, 0)
+    checks.in_range('trim_fraction', self.trim_fraction, 0, 0.5, high_open=True)
 
 
 # The default: the plain mean (frozen, so one instance serves every caller).
 MEAN = AggregatorConfig()
+
+
+def server_sees_individual_updates(config: AggregatorConfig) -> bool:
+  """Whether the server receives each client's update (else only the cohort's sum).
+
+  What a curious server can attack: under `secure` only the aggregate of a
+  round's cohort; under the others one client's update, as it is after the
+  client's own encoding (quantized under `compressed`), before the server's
+  zeroing and clipping (`robust`) or order statistics (`median`,
+  `trimmed_mean`), which the server computes itself.
+  """
+  config.check()
+  return config.aggregator != 'secure'
 
 
 def build_aggregator(config: AggregatorConfig, *, weighted: bool, ignore_weights: bool = False):
@@ -65,7 +108,8 @@ def build_aggregator(config: AggregatorConfig, *, weighted: bool, ignore_weights
   weights: the weighted mean) and `(<S@SERVER, {V}@CLIENTS> -> ...)` when not
   (the uniform 1/K mean). Under 'compressed', each client encodes its
   (weighted) value before it leaves the client, and the server decodes the
-  sum.
+  sum; under 'secure' the sums are `federated_secure_sum_bitwidth`; under
+  'median' and 'trimmed_mean' the weights, if any, are ignored.
 
   Args:
     config: The aggregator and its options.
@@ -81,23 +125,81 @@ def build_aggregator(config: AggregatorConfig, *, weighted: bool, ignore_weights
   if ignore_weights and weighted:
     raise ValueError('ignore_weights asks for a uniform mean; pass weighted=False')
   config.check()
-  sum_factory = None
-  if config.aggregator == 'compressed':
-    sum_factory = tff.aggregators.EncodedSumFactory.quantize_above_threshold(
-        quantization_bits=int(config.quantization_bits),
-        threshold=int(config.compression_threshold))
-  if weighted:
-    factory = tff.aggregators.MeanFactory(value_sum_factory=sum_factory)
+  if config.aggregator in UNWEIGHTED_ONLY:
+    from tff_common import robust_aggregation
+    if config.aggregator == 'median':
+      factory = robust_aggregation.MedianFactory()
+    else:
+      factory = robust_aggregation.TrimmedMeanFactory(trim_fraction=config.trim_fraction)
+    # An order statistic has no weighted form here: behind the weighted API the
+    # client weights are ignored (every client counts once).
+    return tff.aggregators.as_weighted_aggregator(factory) if weighted or ignore_weights else factory
+  if config.aggregator == 'secure':
+    factory = tff.learning.secure_aggregator(weighted=weighted)
+  elif config.aggregator == 'robust':
+    factory = tff.learning.robust_aggregator(weighted=weighted)
   else:
-    factory = tff.aggregators.UnweightedMeanFactory(value_sum_factory=sum_factory)
+    sum_factory = None
+    if config.aggregator == 'compressed':
+      sum_factory = tff.aggregators.EncodedSumFactory.quantize_above_threshold(
+          quantization_bits=int(config.quantization_bits),
+          threshold=int(config.compression_threshold))
+    if weighted:
+      factory = tff.aggregators.MeanFactory(value_sum_factory=sum_factory)
+    else:
+      factory = tff.aggregators.UnweightedMeanFactory(value_sum_factory=sum_factory)
   if ignore_weights:
     factory = tff.aggregators.as_weighted_aggregator(factory)
   return factory
 
 
+def metrics_aggregator(config: AggregatorConfig, *, release: bool = True):
+  """How the clients' training metrics reach the server, to match `config`.
+
+  TFF sums the clients' metric values (losses, counts, AUC's confusion
+  counts) with a plain `federated_sum`, so even under secure aggregation of
+  the model update the server would see each client's metrics. Under
+  `secure` they are secure-summed too (`tff.learning.metrics.
+  secure_sum_then_finalize`, each value clipped to TFF's default [0, 2^20 - 1]
+  range and the clipping counted); otherwise TFF's default,
+  `sum_then_finalize`. Passed as `metrics_aggregator` to TFF's builders.
+
+  With `release=False` (differential privacy: the DP aggregator protects the
+  model update, not these sums) the clients' metrics never reach the server:
+  the aggregation takes them at CLIENTS and returns an empty structure at
+  SERVER, with no intrinsic that moves a client value.
+  """
+  import tensorflow_federated as tff
+
+  config.check()
+  if not release:
+    return _discard_metrics
+  if config.aggregator == 'secure':
+    return tff.learning.metrics.secure_sum_then_finalize
+  return tff.learning.metrics.sum_then_finalize
+
+
+def _discard_metrics(metric_finalizers, local_unfinalized_metrics_type=None):
+  """A TFF metrics aggregator that releases nothing (see `metrics_aggregator`)."""
+  del metric_finalizers
+  import tensorflow_federated as tff
+
+  @tff.federated_computation(tff.FederatedType(local_unfinalized_metrics_type, tff.CLIENTS))
+  def aggregate(client_metrics):
+    del client_metrics
+    return tff.federated_value((), tff.SERVER)
+
+  return aggregate
+
+
 def update_bytes(config: AggregatorConfig, shapes: Iterable[tuple[int, ...]], *,
                  weighted: bool, itemsize: int = 4) -> int:
   """Bytes one client sends for its model update under `config`.
+
+  Under `secure`, each value goes as a 32-bit integer (TFF quantizes floats to
+  [0, 2^32 - 1] for the secure sum), so the count equals float32's; the
+  protocol's own messages (key agreement, masks to unmask dropped clients,
+  O(cohort) per client) are not counted.
 
   Args:
     config: The aggregator.

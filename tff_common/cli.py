@@ -29,6 +29,7 @@ from absl import flags
 from absl import logging
 
 from tff_common import aggregation
+from tff_common import dp
 from tff_common import errors
 from tff_common import program_config
 from tff_common import runtime
@@ -99,6 +100,11 @@ def define_program_flags(defaults: program_config.ProgramConfig):
                        f'{"all" if defaults.clients_per_round is None else defaults.clients_per_round}).')
   flags.DEFINE_integer('rounds_per_checkpoint', defaults.rounds_per_checkpoint,
                        'Checkpoint period in rounds (the last round always saves).')
+  flags.DEFINE_enum('client_sampling', defaults.client_sampling,
+                    list(program_config.CLIENT_SAMPLINGS),
+                    'fixed: exactly --clients_per_round clients a round, without replacement; '
+                    'poisson: each client with probability clients_per_round / population '
+                    '(the sampling that gives differential privacy its smaller epsilon).')
   flags.DEFINE_integer('seed', defaults.seed,
                        'Seeds everything random in the run: data split, client sampling, '
                        'shuffling, initialization.')
@@ -107,12 +113,34 @@ def define_program_flags(defaults: program_config.ProgramConfig):
 def define_aggregator_flags(defaults: aggregation.AggregatorConfig):
   """The flags of `aggregation.AggregatorConfig`, with a job's defaults."""
   flags.DEFINE_enum('aggregator', defaults.aggregator, list(aggregation.NAMES),
-                    'How the server aggregates client updates: mean (float32 updates) or '
-                    'compressed (each client quantizes its update to --quantization_bits bits).')
+                    'How the server aggregates client updates: mean (float32 updates); '
+                    'compressed (each client quantizes its update to --quantization_bits bits); '
+                    'secure (secure aggregation: the server learns only the sum; simulated); '
+                    "robust (TFF's adaptive zeroing and norm clipping, then the mean); "
+                    'median or trimmed_mean (coordinate-wise, unweighted; see --trim_fraction).')
   flags.DEFINE_integer('quantization_bits', defaults.quantization_bits,
                        'Bits per value of a compressed update (1 to 16).')
   flags.DEFINE_integer('compression_threshold', defaults.compression_threshold,
                        'Tensors with at most this many values are sent uncompressed.')
+  flags.DEFINE_float('trim_fraction', defaults.trim_fraction,
+                     'Under --aggregator=trimmed_mean, the share of clients dropped at each end '
+                     'of every coordinate (0 to 0.5).')
+
+
+def define_dp_flags(defaults: dp.DPConfig, *, what: str):
+  """The flags of `dp.DPConfig`, with a job's defaults; `what` names what is
+  clipped and noised (e.g. "each user's update")."""
+  flags.DEFINE_float('dp_noise_multiplier', defaults.dp_noise_multiplier,
+                     f'Differential privacy: Gaussian noise of this many times --dp_clip on '
+                     f'the sum of {what}, each clipped to --dp_clip. 0 (and no '
+                     '--target_epsilon): no differential privacy.')
+  flags.DEFINE_float('dp_clip', defaults.dp_clip, f'L2 clip norm of {what}.')
+  flags.DEFINE_float('target_epsilon', defaults.target_epsilon,
+                     'Calibrate the noise multiplier before training so that the run\'s '
+                     'epsilon (at --dp_delta) is at most this.')
+  flags.DEFINE_float('dp_delta', defaults.dp_delta,
+                     'The delta of the reported (epsilon, delta) guarantee. Default: 1/population '
+                     'rounded down to a power of ten.')
 
 
 def config_from_flags(config_class, values=None):

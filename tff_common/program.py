@@ -50,7 +50,8 @@ MetricsFn = Callable[[Any, int], Mapping[str, float]]
 ClientDataFn = Callable[[Sequence[str], int], list]
 
 
-def open_run(run: run_dir_lib.RunDir, *, settings: Mapping[str, Any], config: program_config.ProgramConfig):
+def open_run(run: run_dir_lib.RunDir, *, settings: Mapping[str, Any],
+             config: program_config.ProgramConfig, defaults: Optional[Mapping[str, Any]] = None):
   """Starts (or continues) the run of `settings` in `run`, seeded by `config.seed`.
 
   Call it once the run's inputs are validated: `config` is checked, the
@@ -58,23 +59,36 @@ def open_run(run: run_dir_lib.RunDir, *, settings: Mapping[str, Any], config: pr
   experiment is refused, except for `ProgramConfig.MAY_CHANGE`; see
   `tff_common.program_config`), and every
   generator is seeded (`seeding.set_seed`), so a test and a binary with the
-  same settings train identically.
+  same settings train identically. `defaults` (settings-shaped: the default
+  of every setting) lets a directory written before a setting existed be
+  resumed while that setting keeps its default (see `RunDir.claim`).
   """
   config.check()
-  run.claim(settings, may_change=program_config.ProgramConfig.MAY_CHANGE)
+  run.claim(settings, may_change=program_config.ProgramConfig.MAY_CHANGE, defaults=defaults)
   seeding.set_seed(config.seed)
 
 
 def sample_clients(client_ids: Sequence[str], *, clients_per_round: Optional[int],
-                   seed: int, round_num: int) -> list[str]:
-  """Clients of one round: all of them, or a seeded sample without replacement."""
+                   seed: int, round_num: int, sampling: str = 'fixed') -> list[str]:
+  """Clients of one round: all of them, or a seeded sample.
+
+  `sampling` 'fixed': `clients_per_round` of them uniformly without
+  replacement; 'poisson': each independently with probability
+  `clients_per_round / len(client_ids)` (possibly none). Either is a pure
+  function of `(seed, round_num)`, so a resumed run draws the same clients.
+  """
   ids = sorted(client_ids)
   if clients_per_round is None or clients_per_round >= len(ids):
     return ids
   if clients_per_round <= 0:
     raise ValueError(f'clients_per_round must be positive, got {clients_per_round}')
   rng = np.random.default_rng([seed, round_num])
-  chosen = rng.choice(len(ids), size=clients_per_round, replace=False)
+  if sampling == 'poisson':
+    chosen = np.flatnonzero(rng.random(len(ids)) < clients_per_round / len(ids))
+  elif sampling == 'fixed':
+    chosen = rng.choice(len(ids), size=clients_per_round, replace=False)
+  else:
+    raise ValueError(f'sampling must be fixed or poisson, got {sampling!r}')
   return [ids[i] for i in sorted(chosen)]
 
 
@@ -238,10 +252,18 @@ def _run_training(*, process, client_ids, client_data_fn, run, config, evaluate_
     for round_num in range(start_round + 1, total_rounds + 1):
       started = time.perf_counter()
       sampled = sample_clients(client_ids, clients_per_round=config.clients_per_round,
-                               seed=config.seed, round_num=round_num)
-      output = process.next(state, client_data_fn(sampled, round_num))
-      state = output.state
-      metrics = flatten_metrics(output.metrics)
+                               seed=config.seed, round_num=round_num,
+                               sampling=config.client_sampling)
+      if sampled:
+        output = process.next(state, client_data_fn(sampled, round_num))
+        state = output.state
+        metrics = flatten_metrics(output.metrics)
+      else:
+        # Poisson sampling drew nobody: the round passes with the model
+        # unchanged (TFF cannot run a round of zero clients). It still
+        # counts, as the accounting assumes.
+        log(f'round {round_num}: no client was sampled; the model is unchanged')
+        metrics = {}
       # Read once a round: the finiteness check and the byte count both need them.
       weights = process.get_model_weights(state) if hasattr(process, 'get_model_weights') else None
       _check_finite(weights, metrics, round_num)

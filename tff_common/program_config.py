@@ -11,6 +11,8 @@ from typing import Optional
 
 from tff_common import checks
 
+CLIENT_SAMPLINGS = ('fixed', 'poisson')
+
 
 @dataclasses.dataclass(frozen=True)
 class ProgramConfig:
@@ -22,11 +24,18 @@ class ProgramConfig:
     clients_per_round: Clients sampled each round; None: all of them.
     rounds_per_checkpoint: Checkpoint period; the last round always saves.
     seed: Seeds everything random in the run (see `tff_common.seeding`).
+    client_sampling: How a round's clients are drawn when `clients_per_round`
+      is below the population: 'fixed', exactly that many, uniformly without
+      replacement; 'poisson', each client independently with probability
+      clients_per_round / population (a round's count varies). Differential
+      privacy is accounted for whichever is used (`tff_common.privacy`);
+      Poisson sampling gives a much smaller epsilon for the same noise.
   """
   rounds: int = 10
   clients_per_round: Optional[int] = None
   rounds_per_checkpoint: int = 1
   seed: int = 0
+  client_sampling: str = 'fixed'
   # Settings a rerun may change and still continue the same experiment.
   MAY_CHANGE: ClassVar[tuple[str, ...]] = ('rounds', 'rounds_per_checkpoint')
 
@@ -38,3 +47,4 @@ class ProgramConfig:
     checks.at_least('rounds_per_checkpoint', self.rounds_per_checkpoint, 1)
     # NumPy's generators take non-negative seeds only.
     checks.at_least('seed', self.seed, 0)
+    checks.one_of('client_sampling', self.client_sampling, CLIENT_SAMPLINGS)

@@ -9,6 +9,11 @@ TF 2.14 also prints three ERROR lines at import on every CPU-only machine
 twice, a known TF 2.14 defect with no effect). Raising the level to 3 would hide
 real errors, so instead `import_tensorflow` captures the stderr of the import
 alone and passes through every line except exactly those.
+
+TFF's secure sum (`--aggregator=secure`) builds `tf.debugging.assert_*` ops
+in graphs that never run them, and TF's `tf_should_use` logs each one as an
+ERROR ("Object was never used", a dozen lines with a stack). Those records
+alone are dropped from the 'tensorflow' logger (`_NeverUsedFilter`).
 """
 
 import logging
@@ -23,11 +28,24 @@ _KNOWN_IMPORT_NOISE = re.compile(
     r'factory for plugin \w+ when one has already been registered')
 
 
+class _NeverUsedFilter(logging.Filter):
+  """Drops TF's 'Object was never used' reports (see the module docstring)."""
+
+  def filter(self, record: logging.LogRecord) -> bool:
+    return 'Object was never used' not in str(record.msg)
+
+
+_NEVER_USED = _NeverUsedFilter()
+
+
 def quiet_tensorflow_logs():
   os.environ.setdefault('TF_CPP_MIN_LOG_LEVEL', '2')
   warnings.filterwarnings('ignore', category=DeprecationWarning)
   warnings.filterwarnings('ignore', category=FutureWarning)
-  logging.getLogger('tensorflow').setLevel(logging.ERROR)
+  tf_logger = logging.getLogger('tensorflow')
+  tf_logger.setLevel(logging.ERROR)
+  if _NEVER_USED not in tf_logger.filters:
+    tf_logger.addFilter(_NEVER_USED)
 
 
 def import_tensorflow():

@@ -31,6 +31,7 @@ import zlib
 from collections.abc import Mapping
 from collections.abc import Sequence
 from typing import Any
+from typing import Optional
 
 import numpy as np
 
@@ -216,7 +217,8 @@ class RunDir:
     except OSError as e:
       raise errors.InputError(_cannot_write(path, e)) from None
 
-  def claim(self, settings: Mapping[str, Any], *, may_change: Sequence[str] = ()):
+  def claim(self, settings: Mapping[str, Any], *, may_change: Sequence[str] = (),
+            defaults: Optional[Mapping[str, Any]] = None):
     """Makes this directory the run of `settings`, or refuses.
 
     A directory without settings gets them; one whose stored settings differ
@@ -226,6 +228,9 @@ class RunDir:
     silently mix two experiments. A changed data fingerprint (a key whose last
     part is `FINGERPRINT`) is said plainly: the data's content changed; a
     directory that stored none predates fingerprints and cannot be checked.
+    A setting the stored ones lack (the directory predates it) is accepted
+    when `settings` gives it its value in `defaults` (settings-shaped), i.e.
+    the run goes on as it was trained.
 
     Raises:
       errors.InputError: naming every setting that differs, old and new (also
@@ -235,9 +240,12 @@ class RunDir:
     if os.path.exists(path):
       previous = flatten(_load_json(path))
       wanted = flatten(settings)
+      predated = flatten(defaults or {})
       changed = sorted(k for k in set(previous) | set(wanted)
                        if _last(k) not in may_change
-                       and previous.get(k) != wanted.get(k))
+                       and previous.get(k) != wanted.get(k)
+                       and not (k not in previous and k in predated
+                                and wanted.get(k) == predated[k]))
       if changed:
         raise errors.InputError(f'{path}: ' + _refusal(changed, previous, wanted))
       if previous == wanted:

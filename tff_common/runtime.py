@@ -12,6 +12,9 @@ executor and gRPC stub) around a worker that this module owns:
     to SIGKILL it when we die (`PR_SET_PDEATHSIG`), which covers even `kill -9`;
 *   its stdout/stderr go to a log file, never to our pipes; if the worker dies,
     the error names that log and quotes its tail;
+*   computations are compiled with TFF's secure-sum intrinsics replaced by
+    plain sums (`compile_for_simulation`): TFF's C++ runtime cannot execute
+    them, and `--aggregator=secure` uses them;
 *   `atexit` stops and reaps it; SIGTERM is turned into `errors.Interrupted`
     (a `SystemExit` with code 143; SIGINT already is `KeyboardInterrupt`) so
     that `finally` blocks and `atexit` run. `tff_common.program` turns either
@@ -161,6 +164,25 @@ class Worker:
 _worker: Optional[Worker] = None
 
 
+def compile_for_simulation(comp):
+  """TFF's native compiler, after replacing secure-sum intrinsics by plain sums.
+
+  `tff.federated_secure_sum_bitwidth` (and the other secure sums) have no
+  implementation in TFF's C++ runtime. TFF's test backend ships
+  `replace_secure_intrinsics_with_bodies`, which rewrites each into the sum it
+  computes, with the same clipping and quantization around it. So a simulated
+  secure aggregation computes exactly what the protocol would (the server
+  part of the computation receives only the sum; see
+  `tff_common.aggregation`), but no cryptographic masking runs: in this
+  process every client value is in memory anyway. Computations without
+  secure intrinsics compile as before.
+  """
+  from tensorflow_federated.python.core.backends.native import compiler
+  from tensorflow_federated.python.core.backends.test import compiler as test_compiler
+  return compiler.desugar_and_transform_to_native(
+      test_compiler.replace_secure_intrinsics_with_bodies(comp))
+
+
 def install_execution_context(
     *,
     max_concurrent_computation_calls: int = -1,
@@ -187,7 +209,6 @@ def install_execution_context(
   if _worker is not None:
     return _worker
 
-  from tensorflow_federated.python.core.backends.native import compiler
   from tensorflow_federated.python.core.environments.tensorflow_frontend import (
     tensorflow_computation,
   )
@@ -217,7 +238,7 @@ def install_execution_context(
   context = sync_execution_context.SyncExecutionContext(
       executor_fn=python_executor_stacks.ResourceManagingExecutorFactory(
           executor_stack_fn=stack_fn),
-      compiler_fn=compiler.desugar_and_transform_to_native,
+      compiler_fn=compile_for_simulation,
       transform_args=tensorflow_computation.transform_args,
       transform_result=tensorflow_computation.transform_result,
   )

@@ -41,8 +41,10 @@ def test_uniform_mean_behind_the_weighted_api_ignores_weights(tff_context):
 
 def test_bad_requests_are_refused():
   from tff_common import errors
-  with pytest.raises(errors.InputError, match="--aggregator='median': expected one of mean"):
-    aggregation.build_aggregator(aggregation.AggregatorConfig('median'), weighted=True)
+  with pytest.raises(errors.InputError, match="--aggregator='krum': expected one of mean"):
+    aggregation.build_aggregator(aggregation.AggregatorConfig('krum'), weighted=True)
+  with pytest.raises(errors.InputError, match='--trim_fraction=0.5'):
+    aggregation.AggregatorConfig('trimmed_mean', trim_fraction=0.5).check()
   with pytest.raises(errors.InputError, match='--quantization_bits=17'):
     aggregation.AggregatorConfig('compressed', quantization_bits=17).check()
   with pytest.raises(ValueError, match='ignore_weights'):
@@ -80,3 +82,42 @@ def test_update_bytes_by_hand():
   assert aggregation.update_bytes(eight, shapes, weighted=True) == 32 + 8 + 4 + 4
   one = aggregation.AggregatorConfig('compressed', quantization_bits=1, compression_threshold=0)
   assert aggregation.update_bytes(one, shapes, weighted=False) == (4 + 8) + (4 + 8)
+
+  # Secure aggregation quantizes floats to 32-bit integers: as many bytes as float32.
+  secure = aggregation.AggregatorConfig('secure')
+  assert aggregation.update_bytes(secure, shapes, weighted=True) == 4 * 29 + 4 + 4
+
+
+def _clipped(value, norm):
+  return value * min(1.0, norm / np.linalg.norm(value))
+
+
+@pytest.mark.parametrize('name', ['secure', 'robust'])
+def test_secure_and_robust_are_the_mean_of_updates_clipped_to_the_norm_bound(tff_context, name):
+  del tff_context
+  # In the first round both clip every update to TFF's initial L2 bound, 1.0
+  # (the bound then adapts to the 0.8 quantile of the norms it sees).
+  clipped = [_clipped(v, 1.0) for v in VALUES]
+  expected_weighted = (WEIGHTS[0] * clipped[0] + WEIGHTS[1] * clipped[1]) / sum(WEIGHTS)
+  config = aggregation.AggregatorConfig(name)
+  weighted = aggregation.build_aggregator(config, weighted=True)
+  # Secure sums quantize each value to 32 bits of its range: about 1e-6 here.
+  np.testing.assert_allclose(_run(weighted, VALUES, WEIGHTS), expected_weighted, atol=1e-5)
+  unweighted = aggregation.build_aggregator(config, weighted=False)
+  np.testing.assert_allclose(_run(unweighted, VALUES), (clipped[0] + clipped[1]) / 2, atol=1e-5)
+  uniform = aggregation.build_aggregator(config, weighted=False, ignore_weights=True)
+  np.testing.assert_allclose(_run(uniform, VALUES, WEIGHTS), (clipped[0] + clipped[1]) / 2,
+                             atol=1e-5)
+
+
+def test_the_server_sees_individual_updates_except_under_secure_aggregation():
+  for name in aggregation.NAMES:
+    sees = aggregation.server_sees_individual_updates(aggregation.AggregatorConfig(name))
+    assert sees == (name != 'secure'), name
+
+
+def test_metrics_are_secure_summed_under_secure_aggregation_only():
+  import tensorflow_federated as tff
+  assert (aggregation.metrics_aggregator(aggregation.AggregatorConfig('secure'))
+          is tff.learning.metrics.secure_sum_then_finalize)
+  assert aggregation.metrics_aggregator(aggregation.MEAN) is tff.learning.metrics.sum_then_finalize

@@ -29,6 +29,24 @@ def test_sampling_is_a_function_of_seed_and_round():
     program.sample_clients(ids, clients_per_round=0, seed=0, round_num=1)
 
 
+def test_poisson_sampling_draws_each_client_with_probability_m_over_n():
+  ids = [f'c{i}' for i in range(200)]
+  rounds = [program.sample_clients(ids, clients_per_round=20, seed=1, round_num=r,
+                                   sampling='poisson') for r in range(1, 201)]
+  sizes = [len(r) for r in rounds]
+  # Binomial(200, 0.1): mean 20, sd 4.2; the mean of 200 rounds is within 1 of 20.
+  assert abs(np.mean(sizes) - 20) < 1.0 and len(set(sizes)) > 3
+  assert rounds[0] == program.sample_clients(ids, clients_per_round=20, seed=1, round_num=1,
+                                             sampling='poisson')
+  counts = {i: 0 for i in ids}
+  for r in rounds:
+    for i in r:
+      counts[i] += 1
+  assert min(counts.values()) > 5 and max(counts.values()) < 40  # every client ~20 of 200
+  with pytest.raises(errors.InputError, match="--client_sampling='uniform'"):
+    program_config.ProgramConfig(client_sampling='uniform').check()
+
+
 def test_flatten_metrics_keeps_scalars_only():
   flat = program.flatten_metrics({'a': {'loss': np.float32(0.5), 'v': np.ones(3)}, 'n': 4})
   assert flat == {'a/loss': 0.5, 'n': 4.0}

@@ -36,6 +36,17 @@ def test_a_run_directory_refuses_other_settings(tmp_path):
     run.claim({**settings, 'data': {'seed': 0, 'split': 'temporal'}})
 
 
+def test_a_setting_added_later_is_accepted_at_its_default_only(tmp_path):
+  run = run_dir.RunDir(str(tmp_path / 'run'))
+  run.claim({'train': {'rounds': 5}})  # written before 'client_sampling' existed
+  defaults = {'train': {'rounds': 10, 'client_sampling': 'fixed'}}
+  with pytest.raises(errors.InputError, match='train/client_sampling'):
+    run.claim({'train': {'rounds': 5, 'client_sampling': 'poisson'}}, defaults=defaults)
+  run.claim({'train': {'rounds': 5, 'client_sampling': 'fixed'}}, defaults=defaults)
+  assert json.loads((tmp_path / 'run' / 'config.json').read_text()) == {
+      'train': {'rounds': 5, 'client_sampling': 'fixed'}}
+
+
 def test_settings_of_the_earlier_layout_are_checked(tmp_path):
   (tmp_path / 'train_config.json').write_text(json.dumps({'lr': 0.1, 'rounds': None}))
   run = run_dir.RunDir(str(tmp_path))

@@ -1,0 +1,209 @@
+"""Differential privacy of client updates: the settings and the DP aggregator.
+
+Client-level DP (McMahan et al. 2018, "Learning differentially private
+recurrent language models"): each sampled client's update is clipped to L2
+norm `dp_clip` on the client; the server adds Gaussian noise of standard
+deviation `noise_multiplier * dp_clip` to the sum and divides by the
+expected number of clients per round (the uniform mean TFF's DP aggregators
+compute: the weights are ignored, because a weight would scale one client's
+influence beyond the clip). The guarantee is about what the aggregate, and so
+the released model, reveals of one client's data; its epsilon is computed by
+`tff_common.privacy` from the noise, the sampling and the rounds
+(`client_level_guarantee`). Under the program's default fixed-size sampling
+that epsilon is replace-one (it protects what a client's data is, not whether
+it took part); under `--client_sampling=poisson` it is add-or-remove-one, and
+much smaller for the same noise.
+
+Where it runs and whom it protects against: clipping runs on the client, the
+noise on the server (central DP). The server itself is trusted to add the
+noise; it still sees each clipped update unless the sum is secure
+(`--aggregator=secure`, composed below), in which case it sees only the
+clipped sum plus its own noise.
+
+The noise is drawn with `tf.random.stateless_normal` from a seed held in the
+aggregator's state, advanced every round: the state is checkpointed with the
+rest of the learning process, so a resumed run draws the same noise as an
+uninterrupted one (TFF's own `DifferentiallyPrivateFactory.gaussian_fixed`
+draws from an unseeded generator).
+
+Compositions (`build_dp_aggregator`): the clipped records may be summed as
+float32 (`mean`), by secure aggregation (`secure`: every coordinate of a
+clipped record lies in [-clip, clip], the secure sum's bound), or quantized
+(`compressed`: the quantization happens after clipping, on the client; its
+stochastic rounding is unbiased but may raise a record's norm slightly above
+the clip, by at most one quantization step per coordinate, which the
+accounting does not cover: say so when reporting). Robust aggregators
+(`robust`, `median`, `trimmed_mean`) are refused with DP: their output is not
+a clipped sum, whose sensitivity the accounting assumes.
+"""
+
+import collections
+import dataclasses
+from typing import Optional
+
+from tff_common import aggregation
+from tff_common import checks
+
+# Aggregators whose sum DP can be composed with.
+COMPOSABLE = ('mean', 'secure', 'compressed')
+
+
+@dataclasses.dataclass(frozen=True)
+class DPConfig:
+  """Differential-privacy flags (off unless a noise multiplier or a target is given).
+
+  Attributes:
+    dp_noise_multiplier: z, the Gaussian noise's standard deviation over the
+      clip norm; 0 with no `target_epsilon`: no differential privacy.
+    dp_clip: The L2 bound each client's update (or, for DP-SGD, each
+      example's gradient) is clipped to.
+    target_epsilon: If set, the noise multiplier is calibrated before training
+      so that the run's epsilon at `dp_delta` is at most this
+      (`tff_common.privacy.calibrate_noise_multiplier`); `dp_noise_multiplier`
+      must then be left at 0.
+    dp_delta: The delta of the guarantee; None: below 1/population
+      (`tff_common.privacy.default_delta`).
+  """
+  dp_noise_multiplier: float = 0.0
+  dp_clip: float = 1.0
+  target_epsilon: Optional[float] = None
+  dp_delta: Optional[float] = None
+
+  def check(self):
+    checks.non_negative('dp_noise_multiplier', self.dp_noise_multiplier)
+    checks.positive('dp_clip', self.dp_clip)
+    if self.target_epsilon is not None:
+      checks.positive('target_epsilon', self.target_epsilon)
+      if self.dp_noise_multiplier:
+        checks.fail('target_epsilon', self.target_epsilon,
+                    'no --dp_noise_multiplier with it (the target calibrates the noise)')
+    if self.dp_delta is not None:
+      checks.in_range('dp_delta', self.dp_delta, 0, 1, low_open=True, high_open=True)
+
+  @property
+  def dp_enabled(self) -> bool:
+    return self.dp_noise_multiplier > 0 or self.target_epsilon is not None
+
+
+def check_composable(aggregator: aggregation.AggregatorConfig):
+  """Refuses an aggregator DP cannot be composed with (see the module docstring)."""
+  if aggregator.aggregator not in COMPOSABLE:
+    checks.fail('aggregator', aggregator.aggregator,
+                f'one of {", ".join(COMPOSABLE)} with differential privacy (a robust '
+                "aggregator's output is not a clipped sum, whose sensitivity the "
+                'accounting assumes)')
+
+
+def build_dp_aggregator(*, noise_multiplier: float, clip: float, clients_per_round: float,
+                        aggregator: aggregation.AggregatorConfig, seed: int):
+  """The unweighted DP mean: clip on clients, sum, Gaussian noise, divide by K.
+
+  Its process's `next` has the federated type
+  `(<S@SERVER, {V}@CLIENTS> -> <state=S@SERVER, result=V@SERVER, measurements=M@SERVER>)`:
+  each client clips its value V to L2 norm `clip`; the clipped values are
+  summed by `aggregator`'s sum (float32, secure or quantized); the SERVER adds
+  N(0, (noise_multiplier * clip)^2) to every coordinate with the seed in S,
+  divides by `clients_per_round`, and advances the seed.
+
+  Args:
+    noise_multiplier: z >= 0 (0: clipping only).
+    clip: The L2 clip norm.
+    clients_per_round: The denominator: the round's (expected) client count.
+    aggregator: How the clipped values are summed (one of `COMPOSABLE`).
+    seed: Seeds the noise of the first round (the run's seed).
+  """
+  import tensorflow_federated as tff
+  import tensorflow_privacy as tfp
+
+  check_composable(aggregator)
+  if aggregator.aggregator == 'secure':
+    record_sum = tff.aggregators.SecureSumFactory(upper_bound_threshold=float(clip))
+  elif aggregator.aggregator == 'compressed':
+    record_sum = tff.aggregators.EncodedSumFactory.quantize_above_threshold(
+        quantization_bits=int(aggregator.quantization_bits),
+        threshold=int(aggregator.compression_threshold))
+  else:
+    record_sum = None
+  query = tfp.NormalizedQuery(
+      seeded_gaussian_sum_query(l2_norm_clip=float(clip), stddev=float(noise_multiplier * clip),
+                             seed=int(seed)),
+      denominator=float(clients_per_round))
+  return tff.aggregators.DifferentiallyPrivateFactory(query, record_aggregation_factory=record_sum)
+
+
+def _seeded_query_class():
+  import dp_accounting
+  import tensorflow as tf
+  import tensorflow_privacy as tfp
+
+  class _SeededGaussianSumQuery(tfp.GaussianSumQuery):
+    """`tfp.GaussianSumQuery` whose noise comes from a seed in its global state."""
+
+    _GlobalState = collections.namedtuple('_GlobalState', ['l2_norm_clip', 'stddev', 'seed'])
+
+    def __init__(self, *, l2_norm_clip: float, stddev: float, seed: int):
+      super().__init__(l2_norm_clip, stddev)
+      self._seed = seed
+
+    def make_global_state(self, l2_norm_clip, stddev):
+      # The seed is (run seed, round): its second component advances every round.
+      return self._GlobalState(tf.cast(l2_norm_clip, tf.float32), tf.cast(stddev, tf.float32),
+                               tf.constant([self._seed, 0], tf.int64))
+
+    def get_noised_result(self, sample_state, global_state):
+      leaves = tf.nest.flatten(sample_state)
+      noised = []
+      for index, leaf in enumerate(leaves):
+        # One independent stream per tensor, per round.
+        seed = tf.stack([global_state.seed[0], global_state.seed[1] * 1_000_003 + index])
+        noise = tf.random.stateless_normal(tf.shape(leaf), seed=seed, dtype=leaf.dtype)
+        noised.append(leaf + tf.cast(global_state.stddev, leaf.dtype) * noise)
+      result = tf.nest.pack_sequence_as(sample_state, noised)
+      new_state = global_state._replace(seed=global_state.seed + tf.constant([0, 1], tf.int64))
+      event = dp_accounting.GaussianDpEvent(global_state.stddev / global_state.l2_norm_clip)
+      return result, new_state, event
+
+  return _SeededGaussianSumQuery
+
+
+def seeded_gaussian_sum_query(*, l2_norm_clip: float, stddev: float, seed: int):
+  """A Gaussian sum query (`tfp.GaussianSumQuery`) with resumable, seeded noise."""
+  return _seeded_query_class()(l2_norm_clip=l2_norm_clip, stddev=stddev, seed=seed)
+
+
+def client_level_guarantee(config: DPConfig, *, level: str, participants: str, population: int,
+                           clients_per_round: Optional[int], rounds: int,
+                           client_sampling: str = 'fixed'):
+  """The noise multiplier of a client-level DP run and its guarantee.
+
+  With `target_epsilon`, the noise multiplier is calibrated for these rounds
+  and this sampling (before training: the noise depends on it); otherwise it
+  is `dp_noise_multiplier`. The accounting follows the program's sampler
+  (`tff_common.program.sample_clients`): every client each round, a
+  fixed-size sample without replacement, or Poisson sampling.
+
+  Returns:
+    (noise multiplier, `privacy.Guarantee`), or (0.0, `privacy.NONE`) when
+    `config` asks for no differential privacy.
+  """
+  from tff_common import privacy
+
+  if not config.dp_enabled:
+    return 0.0, privacy.NONE
+  sampling = privacy.sampling_for(clients_per_round, population)
+  if sampling == 'fixed' and client_sampling == 'poisson':
+    sampling = 'poisson'
+  sample_size = population if sampling == 'all' else int(clients_per_round)
+  delta = config.dp_delta if config.dp_delta is not None else privacy.default_delta(population)
+  if config.target_epsilon is not None:
+    noise_multiplier = privacy.calibrate_noise_multiplier(
+        config.target_epsilon, sampling=sampling, sample_size=sample_size,
+        population=population, steps=rounds, delta=delta)
+  else:
+    noise_multiplier = config.dp_noise_multiplier
+  mechanism = privacy.Mechanism(noise_multiplier, sampling, sample_size, population, rounds, delta)
+  mechanism.check({'sample_size': 'clients_per_round', 'noise_multiplier': 'dp_noise_multiplier',
+                   'delta': 'dp_delta', 'steps': 'rounds'})
+  return noise_multiplier, privacy.Guarantee.of(
+      mechanism, level=level, clip_norm=config.dp_clip, clipped='updates',
+      participants=participants, step='round')
