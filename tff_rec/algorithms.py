@@ -23,6 +23,7 @@ import tensorflow_federated as tff
 
 from tff_common import aggregation
 from tff_common import communication
+from tff_common import dp
 from tff_rec import config as config_lib
 from tff_rec import model as model_lib
 
@@ -48,8 +49,8 @@ def evaluation_split_fn(*, recon_epochs: int):
 
 def build_fed_recon(*, model_fn, client_lr: float, server_lr: float, recon_lr: float,
                     recon_epochs: int, implicit_weight: float = 0.0,
-                    aggregator: aggregation.AggregatorConfig = aggregation.MEAN
-                    ) -> tff.learning.templates.LearningProcess:
+                    aggregator: aggregation.AggregatorConfig = aggregation.MEAN,
+                    dp_aggregator=None) -> tff.learning.templates.LearningProcess:
   """TFF's Federated Reconstruction for the two-head MF model.
 
   Federated types, with `G` the global weights (item factors and biases of
@@ -66,7 +67,24 @@ def build_fed_recon(*, model_fn, client_lr: float, server_lr: float, recon_lr: f
   weighted by its example count; the aggregator (`tff_common.aggregation`)
   sums the deltas to the SERVER, whose SGD at `server_lr` steps G. The local
   parameters never leave the client and are not kept between rounds.
+
+  With `dp_aggregator` (`tff_common.dp.build_dp_aggregator`), user-level DP:
+  each client's delta is clipped and counts once (uniform weighting, as the
+  DP mean requires), the server adds the noise, and the clients' training
+  metrics are not sent at all (the noise protects the update, not them).
   """
+  if dp_aggregator is not None:
+    return tff.learning.algorithms.build_fed_recon(
+        model_fn=model_fn,
+        loss_fn=model_lib.loss_fn(implicit_weight),
+        metrics_fn=None,
+        server_optimizer_fn=tff.learning.optimizers.build_sgdm(learning_rate=server_lr),
+        client_optimizer_fn=tff.learning.optimizers.build_sgdm(learning_rate=client_lr),
+        reconstruction_optimizer_fn=tff.learning.optimizers.build_sgdm(learning_rate=recon_lr),
+        dataset_split_fn=training_split_fn(recon_epochs=recon_epochs),
+        client_weighting=tff.learning.ClientWeighting.UNIFORM,
+        model_aggregator_factory=dp_aggregator,
+        metrics_aggregator=aggregation.metrics_aggregator(aggregator, release=False))
   return tff.learning.algorithms.build_fed_recon(
       model_fn=model_fn,
       loss_fn=model_lib.loss_fn(implicit_weight),
@@ -75,7 +93,8 @@ def build_fed_recon(*, model_fn, client_lr: float, server_lr: float, recon_lr: f
       client_optimizer_fn=tff.learning.optimizers.build_sgdm(learning_rate=client_lr),
       reconstruction_optimizer_fn=tff.learning.optimizers.build_sgdm(learning_rate=recon_lr),
       dataset_split_fn=training_split_fn(recon_epochs=recon_epochs),
-      model_aggregator_factory=aggregation.build_aggregator(aggregator, weighted=True))
+      model_aggregator_factory=aggregation.build_aggregator(aggregator, weighted=True),
+      metrics_aggregator=aggregation.metrics_aggregator(aggregator))
 
 
 def build_fed_recon_eval(*, model_fn, recon_lr: float, recon_epochs: int,
@@ -111,7 +130,8 @@ def build_fed_avg(*, model_fn, client_lr: float, server_lr: float,
       model_fn,
       client_optimizer_fn=tff.learning.optimizers.build_sgdm(learning_rate=client_lr),
       server_optimizer_fn=tff.learning.optimizers.build_sgdm(learning_rate=server_lr),
-      model_aggregator=aggregation.build_aggregator(aggregator, weighted=True))
+      model_aggregator=aggregation.build_aggregator(aggregator, weighted=True),
+      metrics_aggregator=aggregation.metrics_aggregator(aggregator))
 
 
 def trainable_weights(process: tff.learning.templates.LearningProcess, state: Any) -> list:
@@ -119,16 +139,26 @@ def trainable_weights(process: tff.learning.templates.LearningProcess, state: An
   return list(process.get_model_weights(state).trainable)
 
 
-def build_process(split, config: config_lib.TrainConfig):
+def build_process(split, config: config_lib.TrainConfig, *, noise_multiplier: float = 0.0):
   """The learning process of `config.algorithm` on `split`, and the layer name
-  of each of its trainable weights (for `params.from_weights`)."""
+  of each of its trainable weights (for `params.from_weights`).
+
+  Under differential privacy (`config.dp_enabled`), `noise_multiplier` is the
+  resolved one (`tff_common.dp.client_level_guarantee`: calibrated when the
+  config gives a target epsilon)."""
   common = config.model_kwargs(split)
   if config.algorithm == 'fedrecon':
+    dp_aggregator = None
+    if config.dp_enabled:
+      dp_aggregator = dp.build_dp_aggregator(
+          noise_multiplier=noise_multiplier, clip=config.dp_clip,
+          clients_per_round=min(config.clients_per_round or len(split.train), len(split.train)),
+          aggregator=config, seed=config.seed)
     process = build_fed_recon(
         model_fn=model_lib.reconstruction_model_fn(**common),
         client_lr=config.client_lr, server_lr=config.effective_server_lr(),
         recon_lr=config.recon_lr, recon_epochs=config.recon_epochs,
-        implicit_weight=config.loss_weight(), aggregator=config)
+        implicit_weight=config.loss_weight(), aggregator=config, dp_aggregator=dp_aggregator)
     return process, list(model_lib.global_names(config.implicit))
   if config.algorithm == 'fedavg':
     process = build_fed_avg(
@@ -152,5 +182,6 @@ def build_eval_process(split, config: config_lib.TrainConfig):
 
 def wire(config: config_lib.TrainConfig) -> communication.Wire:
   """The encoding of the messages of `build_process(split, config)`: both
-  processes weight each client's update by its example count."""
-  return communication.Wire(aggregator=config, weighted=True)
+  processes weight each client's update by its example count, except under
+  differential privacy (uniform: no weight is sent)."""
+  return communication.Wire(aggregator=config, weighted=not config.dp_enabled)

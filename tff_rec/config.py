@@ -11,6 +11,7 @@ from typing import Optional
 
 from tff_common import aggregation
 from tff_common import checks
+from tff_common import dp
 from tff_common import errors
 from tff_common import files
 from tff_common import program_config
@@ -24,6 +25,8 @@ FEDERATED = ('fedrecon', 'fedavg')
 # over every sampled client, yet a movie is rated by few of them, so the mean
 # shrinks its update by about `clients_per_round`. FedAvg diverges at that step.
 DEFAULT_SERVER_LR = {'fedrecon': 30.0, 'fedavg': 3.0}
+# The settings' record of the noise multiplier a DP run uses (see TrainConfig.settings).
+NOISE_MULTIPLIER_IN_USE = 'noise_multiplier_in_use'
 
 
 @dataclasses.dataclass(frozen=True)
@@ -44,8 +47,12 @@ class DataConfig:
 
 
 @dataclasses.dataclass(frozen=True)
-class TrainConfig(program_config.ProgramConfig, aggregation.AggregatorConfig):
+class TrainConfig(program_config.ProgramConfig, aggregation.AggregatorConfig, dp.DPConfig):
   """One algorithm's hyperparameters (the shared program's settings included).
+
+  Differential privacy (`tff_common.dp`) is user-level and FedRecon's only: each
+  sampled user's item-parameter update is clipped to `dp_clip`, the server adds
+  Gaussian noise to the sum and averages uniformly over the round's users.
 
   `server_lr` None means `DEFAULT_SERVER_LR` of the algorithm. The implicit
   head (model.py) is on when both `negatives_per_rating` (unrated items each
@@ -76,6 +83,13 @@ class TrainConfig(program_config.ProgramConfig, aggregation.AggregatorConfig):
     """Raises `errors.InputError` naming the first flag out of range."""
     program_config.ProgramConfig.check(self)
     aggregation.AggregatorConfig.check(self)
+    dp.DPConfig.check(self)
+    if self.dp_enabled:
+      if self.algorithm != 'fedrecon':
+        checks.fail('algorithm', self.algorithm,
+                    'fedrecon with differential privacy (FedAvg ships user rows, the '
+                    'centralized baseline pools the ratings)')
+      dp.check_composable(self)
     checks.one_of('algorithm', self.algorithm, ALGORITHMS)
     for flag in ('client_lr', 'recon_lr', 'centralized_lr'):
       checks.positive(flag, getattr(self, flag))
@@ -122,14 +136,21 @@ class TrainConfig(program_config.ProgramConfig, aggregation.AggregatorConfig):
                 global_mean=split.global_mean(), seed=self.seed, implicit=self.implicit,
                 implicit_l2=self.implicit_l2)
 
-  def settings(self) -> dict[str, Any]:
-    """What the run directory stores (the effective server step included)."""
-    return {**dataclasses.asdict(self), 'server_lr': self.effective_server_lr()}
+  def settings(self, *, noise_multiplier: float = 0.0) -> dict[str, Any]:
+    """What the run directory stores (the effective server step included, and
+    under differential privacy the noise multiplier in use: calibrated from
+    `target_epsilon` for this many rounds, so a rerun with other rounds would
+    change it and is refused rather than mixing two noise levels)."""
+    settings = {**dataclasses.asdict(self), 'server_lr': self.effective_server_lr()}
+    if self.dp_enabled:
+      settings[NOISE_MULTIPLIER_IN_USE] = noise_multiplier
+    return settings
 
   @classmethod
   def from_settings(cls, values: dict[str, Any], *, where: str) -> 'TrainConfig':
     """Reads `settings()` back, including those of older versions of tff_rec."""
     values = dict(values)
+    values.pop(NOISE_MULTIPLIER_IN_USE, None)
     for key in cls.MAY_CHANGE:
       if values.get(key) is None:  # older versions stored None here
         values.pop(key, None)

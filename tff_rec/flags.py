@@ -54,6 +54,7 @@ def define_training_flags(defaults: config.TrainConfig = _T):
                        'Ratings per client batch; a batch also holds its share of unrated '
                        'items (--negatives_per_rating per rating).')
   cli.define_aggregator_flags(defaults)
+  cli.define_dp_flags(defaults, what="each user's item-parameter update (fedrecon)")
   flags.DEFINE_integer('centralized_epochs', defaults.centralized_epochs,
                        'Epochs of centralized MF.')
   flags.DEFINE_float('centralized_lr', defaults.centralized_lr,

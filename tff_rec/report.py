@@ -51,6 +51,9 @@ def evaluate_all(output_dir: str, *, split: split_lib.Split | None = None,
       for key in (communication.BYTES_UP, communication.BYTES_DOWN):
         results[algorithm][key] = run.total(key, metadata.get('rounds') or 0)
     results[algorithm]['implicit'] = params.implicit
+    # Models trained before privacy was recorded had none.
+    results[algorithm]['privacy'] = metadata.get('privacy', {'differential_privacy': 'none'})
+    results[algorithm]['privacy_text'] = metadata.get('privacy_text', 'no differential privacy')
     log(f'{algorithm}: evaluated in {time.perf_counter() - started:.0f} s')
   scores = centralized.popularity(split)
   results['popularity'] = {
@@ -104,7 +107,8 @@ def summary(results: dict) -> dict:
     keys = ('hr@10', 'ndcg@10', 'recall@20') if name == 'popularity' else COLUMNS
     out[name] = dict(evaluation.summary_row(results[name]['users'], keys))
     out[name]['heldout'] = dict(evaluation.summary_row(results[name]['heldout'], keys))
-    for extra in ('train_seconds', 'rounds', communication.BYTES_UP, communication.BYTES_DOWN):
+    for extra in ('train_seconds', 'rounds', communication.BYTES_UP, communication.BYTES_DOWN,
+                  'privacy'):
       if results[name].get(extra) is not None:
         out[name][extra] = results[name][extra]
   out['global_mean_rmse'] = results['global_mean_rmse']
@@ -138,6 +142,8 @@ def markdown(results: dict, output_dir: str) -> str:
       for name in config_lib.ALGORITHMS
       if name in results and results[name].get('train_seconds') is not None)
   skipped = ', '.join(f'{k} {v:,}' for k, v in s['unknown_items_skipped'].items()) or 'none'
+  privacy = '; '.join(f'{name}: {results[name]["privacy_text"]}'
+                      for name in config_lib.ALGORITHMS if name in results) or 'n/a'
   ranked = results.get('fedrecon', results['popularity'])
   implicit = [name for name in config_lib.ALGORITHMS if results.get(name, {}).get('implicit')]
   rating_only = [name for name in config_lib.ALGORITHMS
@@ -175,6 +181,8 @@ Training time (federated: time spent in rounds, over resumed runs too): {times o
 
 Communication (item-parameter updates up, model broadcasts down; FedAvg's include the user table): \
 {traffic or 'n/a'}.
+
+Privacy: {privacy}.
 """
 
 

@@ -18,6 +18,7 @@ import time
 from collections.abc import Callable
 
 from tff_common import checks
+from tff_common import dp
 from tff_common import program
 from tff_common import progress
 from tff_common import run_dir as run_dir_lib
@@ -49,17 +50,24 @@ def train(*, data_config: config_lib.DataConfig, train_config: config_lib.TrainC
   with root.lock():
     root.claim(config_lib.data_settings(data_config, split))
     run = root.child(train_config.algorithm)
-    program.open_run(run, settings=train_config.settings(), config=train_config)
+    # Calibrated (or checked) before anything of the run is written.
+    noise_multiplier, guarantee = _privacy(train_config, population=len(split.train))
+    # A directory trained before a setting existed resumes with its default.
+    program.open_run(run, settings=train_config.settings(noise_multiplier=noise_multiplier),
+                     config=train_config,
+                     defaults=dataclasses.asdict(config_lib.TrainConfig()))
     started = time.perf_counter()
     if train_config.algorithm == 'centralized':
       params = centralized.train_mf(split, config=train_config, log=log)
       rounds = 0
       seconds = time.perf_counter() - started
     else:
-      params, rounds = _train_federated(split, train_config, run, log=log)
+      params, rounds = _train_federated(split, train_config, run, log=log,
+                                        noise_multiplier=noise_multiplier)
       seconds = run.seconds_in_rounds(rounds)
     run.save_model(params_lib.to_arrays(params), algorithm=train_config.algorithm, rounds=rounds,
-                   seconds=seconds)
+                   seconds=seconds, privacy=guarantee.to_json(), privacy_text=guarantee.to_text())
+    log(f'{train_config.algorithm}: privacy: {guarantee.to_text()}')
     users = evaluation.training_user_factors(params, split, train_config.recon())
     test = evaluation.rating_metrics(params, users, split.test)
     log(f'{train_config.algorithm}: test RMSE {test["rmse"]:.4f} after '
@@ -109,9 +117,20 @@ def train_baseline_if_missing(output_dir: str, *,
   return split
 
 
+def _privacy(config: config_lib.TrainConfig, *, population: int):
+  """(noise multiplier, guarantee) of a run: user-level DP over the training users."""
+  if config.algorithm == 'centralized':
+    return dp.client_level_guarantee(dp.DPConfig(), level='user', participants='users',
+                                     population=population, clients_per_round=None, rounds=1)
+  return dp.client_level_guarantee(
+      config, level='user', participants='users', population=population,
+      clients_per_round=config.clients_per_round, rounds=config.rounds,
+      client_sampling=config.client_sampling)
+
+
 def _train_federated(split: split_lib.Split, config: config_lib.TrainConfig,
-                     run: run_dir_lib.RunDir, log: Log):
-  process, layers = algorithms.build_process(split, config)
+                     run: run_dir_lib.RunDir, log: Log, noise_multiplier: float):
+  process, layers = algorithms.build_process(split, config, noise_multiplier=noise_multiplier)
   client_data_fn = clients.training_data_fn(
       split.train, batch_size=config.examples_per_batch(), seed=config.seed,
       global_user_table=config.algorithm == 'fedavg', num_items=split.num_items,

@@ -44,7 +44,8 @@ def test_fedrecon_lowers_loss_and_numpy_matches_federated_eval(tiny_split, tmp_p
   assert federated['rated_loss'] == pytest.approx(
       evaluation.rated_loss(trained, users, tiny_split.test), abs=1e-4)
   assert np.abs(users.s).max() > 0.01
-  arrays, _ = run.load_model()
+  arrays, metadata = run.load_model()
+  assert metadata['privacy'] == {'differential_privacy': 'none'}
   saved = params.from_arrays(arrays)
   np.testing.assert_array_equal(saved.item_factors, trained.item_factors)
 
@@ -66,3 +67,38 @@ def test_resumed_training_ends_equal_to_uninterrupted(tiny_split, tmp_path):
   with pytest.raises(errors.InputError, match='client_lr'):
     training.train(train_config=helpers.tiny_config(rounds=5, client_lr=0.5),
                    output_dir=str(tmp_path / 'b'), **quiet)
+
+
+def test_a_dp_run_states_its_epsilon_and_resumes_with_the_same_noise(tiny_split, tmp_path):
+  # User-level DP: clipped updates, server noise seeded from the state,
+  # Poisson sampling.
+  def dp_config(rounds, **overrides):
+    return helpers.tiny_config(rounds=rounds, dp_clip=0.5, client_sampling='poisson',
+                               server_lr=1.0, **{'dp_noise_multiplier': 1.0, **overrides})
+  quiet = dict(data_config=config_lib.DataConfig(), split=tiny_split, log=_quiet)
+  lines = []
+  full = training.train(train_config=dp_config(3), output_dir=str(tmp_path / 'a'),
+                        **{**quiet, 'log': lines.append})
+  training.train(train_config=dp_config(1), output_dir=str(tmp_path / 'b'), **quiet)
+  resumed = training.train(train_config=dp_config(3), output_dir=str(tmp_path / 'b'), **quiet)
+  np.testing.assert_allclose(resumed.item_factors, full.item_factors, atol=1e-6)
+  run = run_dir.RunDir(str(tmp_path / 'a')).child('fedrecon')
+  guarantee = run.load_model()[1]['privacy']
+  assert guarantee['differential_privacy'] == 'user-level'
+  assert guarantee['noise_multiplier'] == 1.0 and guarantee['sampling'] == 'poisson'
+  assert guarantee['population'] == len(tiny_split.train) and guarantee['steps'] == 3
+  assert 0 < guarantee['epsilon'] < 100
+  assert any(line.startswith('fedrecon: privacy: user-level (ε=') for line in lines)
+  # Under DP the clients' training metrics are not released (only the
+  # orchestrator's test RMSE, a simulation measurement, is).
+  assert run.training_loss() == ([], [])
+  assert len(run.curve(evaluation.TEST_RMSE)[0]) == 3
+  # A target epsilon calibrates the noise for the run's rounds: training the
+  # same directory further would change the noise, and is refused.
+  training.train(train_config=dp_config(2, dp_noise_multiplier=0.0, target_epsilon=20.0),
+                 output_dir=str(tmp_path / 'd'), **quiet)
+  epsilon = run_dir.RunDir(str(tmp_path / 'd')).child('fedrecon').load_model()[1]['privacy']
+  assert 0.99 * 20 <= epsilon['epsilon'] <= 20
+  with pytest.raises(errors.InputError, match='noise_multiplier_in_use'):
+    training.train(train_config=dp_config(3, dp_noise_multiplier=0.0, target_epsilon=20.0),
+                   output_dir=str(tmp_path / 'd'), **quiet)
