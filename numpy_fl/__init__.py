@@ -6,6 +6,7 @@ The engine imports neither TensorFlow nor the project's TFF packages
   client        a client's data, full-batch gradient (FedSGD), local SGD (FedAvg)
   server        broadcast, uniform / example-weighted mean, server SGD(M)
   algorithms    FedSGD / FedAvg client work and the synchronous loop
+  dp_sgd        DP-SGD client step (per-example clipping, Gaussian noise), the twin of tff_credit.dp_sgd
   asynchronous  FedBuff-style buffered asynchronous aggregation raced against the synchronous loop
   synthetic     the textbook synthetic linear regression problem, split over clients
   crosscheck/   (subpackage, imports TensorFlow) the engine against its TFF twin, round by round

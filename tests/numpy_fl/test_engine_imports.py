@@ -6,7 +6,8 @@ import subprocess
 import sys
 
 ENGINE_MODULES = ('numpy_fl', 'numpy_fl.models', 'numpy_fl.client', 'numpy_fl.server',
-                  'numpy_fl.algorithms', 'numpy_fl.asynchronous', 'numpy_fl.synthetic')
+                  'numpy_fl.algorithms', 'numpy_fl.asynchronous', 'numpy_fl.synthetic',
+                  'numpy_fl.dp_sgd')
 FORBIDDEN = ('tensorflow', 'tensorflow_federated', 'keras', 'tff_common', 'tff_credit', 'tff_rec')
 REPO = pathlib.Path(__file__).resolve().parents[2]
 
