@@ -15,5 +15,6 @@
   quiet           TensorFlow's start-up log noise, filtered without hiding errors
   run_dir         a run directory's file names and layout, and typed readers/writers
   runtime         TFF's C++ execution context with an owned worker that cannot outlive us
+  sparsification  top-k and random-k sparsified sums of client updates (TFF factories)
   seeding         the seeding rule: per-(seed, round, client) generators, the global seed
 """

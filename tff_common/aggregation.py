@@ -11,6 +11,14 @@ privacy, secure sum, robust) reaches both jobs through the same flags.
                 quantization between the tensor's min and max, bit-packed: TFF's
                 `EncodedSumFactory.quantize_above_threshold`, Suresh et al. 2017);
                 tensors of at most `compression_threshold` values go as float32.
+  topk          the same mean of updates of which each client sends, per tensor
+                of more than `compression_threshold` values, only the
+                ceil(`keep_fraction` * n) of largest magnitude (biased; error
+                feedback is not possible with TFF's stateless clients):
+                `tff_common.sparsification.TopKSumFactory`.
+  randk         the same, each client sending `keep_fraction` of each tensor's
+                values chosen at random, scaled by n / k (unbiased, more
+                variance): `tff_common.sparsification.RandomKSumFactory`.
   secure        secure aggregation (Bonawitz et al. 2017): TFF's
                 `tff.learning.secure_aggregator`. Each client clips its
                 (weighted) update to bounds the server estimates from the
@@ -44,7 +52,9 @@ from collections.abc import Iterable
 
 from tff_common import checks
 
-NAMES = ('mean', 'compressed', 'secure', 'robust', 'median', 'trimmed_mean')
+NAMES = ('mean', 'compressed', 'topk', 'randk', 'secure', 'robust', 'median', 'trimmed_mean')
+# Aggregators whose clients send a sparse update (`tff_common.sparsification`).
+SPARSE = ('topk', 'randk')
 # Aggregators whose result is an order statistic: unweighted by nature.
 UNWEIGHTED_ONLY = ('median', 'trimmed_mean')
 # Uniform quantization sends, besides the packed values, the tensor's minimum
@@ -61,17 +71,21 @@ class AggregatorConfig:
     aggregator: One of `NAMES`.
     quantization_bits: Bits per value of a compressed update, 1 to 16.
     compression_threshold: Tensors with at most this many values are sent
-      uncompressed (quantizing a handful of values costs more than it saves:
-      the side values alone are two floats). TFF's own default, 20,000, would
-      leave the credit model uncompressed.
+      as float32, neither quantized nor sparsified (quantizing a handful of
+      values costs more than it saves: the side values alone are two
+      floats). TFF's own default, 20,000, would leave the credit model
+      uncompressed.
     trim_fraction: Under `trimmed_mean`, the share of clients whose values
       are dropped at each end of every coordinate (floor of it times the
       round's clients; 0.2 of 5 banks drops one highest and one lowest).
+    keep_fraction: Under `topk` and `randk`, the fraction of each tensor's
+      values a client sends, in (0, 1] (k = ceil(fraction * n)).
   """
   aggregator: str = 'mean'
   quantization_bits: int = 8
   compression_threshold: int = 16
   trim_fraction: float = 0.2
+  keep_fraction: float = 0.1
 
   def check(self):
     checks.one_of('aggregator', self.aggregator, NAMES)
@@ -80,6 +94,7 @@ class AggregatorConfig:
       checks.fail('quantization_bits', self.quantization_bits, 'an integer from 1 to 16')
     checks.at_least('compression_threshold', self.compression_threshold, 0)
     checks.in_range('trim_fraction', self.trim_fraction, 0, 0.5, high_open=True)
+    checks.in_range('keep_fraction', self.keep_fraction, 0, 1, low_open=True)
 
 
 # The default: the plain mean (frozen, so one instance serves every caller).
@@ -99,7 +114,8 @@ def server_sees_individual_updates(config: AggregatorConfig) -> bool:
   return config.aggregator != 'secure'
 
 
-def build_aggregator(config: AggregatorConfig, *, weighted: bool, ignore_weights: bool = False):
+def build_aggregator(config: AggregatorConfig, *, weighted: bool, ignore_weights: bool = False,
+                     seed: int = 0):
   """Returns the `tff.aggregators` factory `config` names.
 
   The factory's process runs inside a learning process's round: its `next`
@@ -118,6 +134,8 @@ def build_aggregator(config: AggregatorConfig, *, weighted: bool, ignore_weights
     ignore_weights: For algorithms that only accept a weighted factory (TFF's
       FedSGD): a weighted-API factory that ignores the weights, i.e. the
       uniform 1/K mean of the textbook formula. Requires `weighted=False`.
+    seed: Under `randk`, the run's seed (with the round and each client's
+      update, it decides the coordinates sent: reproducible).
   """
   # TFF only here, so that configs can name an aggregator without importing it.
   import tensorflow_federated as tff
@@ -144,6 +162,15 @@ def build_aggregator(config: AggregatorConfig, *, weighted: bool, ignore_weights
       sum_factory = tff.aggregators.EncodedSumFactory.quantize_above_threshold(
           quantization_bits=int(config.quantization_bits),
           threshold=int(config.compression_threshold))
+    elif config.aggregator in SPARSE:
+      from tff_common import sparsification
+      if config.aggregator == 'topk':
+        sum_factory = sparsification.TopKSumFactory(
+            fraction=config.keep_fraction, threshold=int(config.compression_threshold))
+      else:
+        sum_factory = sparsification.RandomKSumFactory(
+            fraction=config.keep_fraction, threshold=int(config.compression_threshold),
+            seed=int(seed))
     if weighted:
       factory = tff.aggregators.MeanFactory(value_sum_factory=sum_factory)
     else:
@@ -199,7 +226,10 @@ def update_bytes(config: AggregatorConfig, shapes: Iterable[tuple[int, ...]], *,
   Under `secure`, each value goes as a 32-bit integer (TFF quantizes floats to
   [0, 2^32 - 1] for the secure sum), so the count equals float32's; the
   protocol's own messages (key agreement, masks to unmask dropped clients,
-  O(cohort) per client) are not counted.
+  O(cohort) per client) are not counted. Under `topk` and `randk`, a tensor
+  costs its k values plus the cheapest encoding of where they go
+  (`tff_common.sparsification.message`): k int32 indices, an n-bit bitmap, or
+  (random-k) the 8-byte seed the server regenerates them from.
 
   Args:
     config: The aggregator.
@@ -210,7 +240,12 @@ def update_bytes(config: AggregatorConfig, shapes: Iterable[tuple[int, ...]], *,
   total = _FLOAT32_BYTES if weighted else 0
   for shape in shapes:
     values = math.prod(shape)
-    if config.aggregator == 'compressed' and values > config.compression_threshold:
+    if config.aggregator in SPARSE:
+      from tff_common import sparsification
+      total += sparsification.message(
+          values, method=config.aggregator, fraction=config.keep_fraction,
+          threshold=config.compression_threshold, itemsize=itemsize).nbytes
+    elif config.aggregator == 'compressed' and values > config.compression_threshold:
       words = math.ceil(values * config.quantization_bits / _PACKING_WORD_BITS)
       total += words * _PACKING_WORD_BITS // 8 + _QUANTIZATION_SIDE_BYTES
     else:

@@ -115,6 +115,8 @@ def define_aggregator_flags(defaults: aggregation.AggregatorConfig):
   flags.DEFINE_enum('aggregator', defaults.aggregator, list(aggregation.NAMES),
                     'How the server aggregates client updates: mean (float32 updates); '
                     'compressed (each client quantizes its update to --quantization_bits bits); '
+                    'topk / randk (each client sends --keep_fraction of each tensor: the largest '
+                    'values, or random ones scaled up); '
                     'secure (secure aggregation: the server learns only the sum; simulated); '
                     "robust (TFF's adaptive zeroing and norm clipping, then the mean); "
                     'median or trimmed_mean (coordinate-wise, unweighted; see --trim_fraction).')
@@ -122,6 +124,9 @@ def define_aggregator_flags(defaults: aggregation.AggregatorConfig):
                        'Bits per value of a compressed update (1 to 16).')
   flags.DEFINE_integer('compression_threshold', defaults.compression_threshold,
                        'Tensors with at most this many values are sent uncompressed.')
+  flags.DEFINE_float('keep_fraction', defaults.keep_fraction,
+                     'Under --aggregator=topk or randk, the fraction of each tensor\'s values a '
+                     'client sends, in (0, 1].')
   flags.DEFINE_float('trim_fraction', defaults.trim_fraction,
                      'Under --aggregator=trimmed_mean, the share of clients dropped at each end '
                      'of every coordinate (0 to 0.5).')

@@ -32,7 +32,11 @@ clipped record lies in [-clip, clip], the secure sum's bound), or quantized
 (`compressed`: the quantization happens after clipping, on the client; its
 stochastic rounding is unbiased but may raise a record's norm slightly above
 the clip, by at most one quantization step per coordinate, which the
-accounting does not cover: say so when reporting). Robust aggregators
+accounting does not cover: say so when reporting), or top-k sparsified
+(`topk`: after clipping, on the client; dropping coordinates cannot raise a
+record's norm, so the clip bound holds exactly). Random-k (`randk`) is refused:
+its n / k rescaling raises a record's norm up to n / k times the clip
+(`tff_common.sparsification`). Robust aggregators
 (`robust`, `median`, `trimmed_mean`) are refused with DP: their output is not
 a clipped sum, whose sensitivity the accounting assumes.
 """
@@ -45,7 +49,7 @@ from tff_common import aggregation
 from tff_common import checks
 
 # Aggregators whose sum DP can be composed with.
-COMPOSABLE = ('mean', 'secure', 'compressed')
+COMPOSABLE = ('mean', 'secure', 'compressed', 'topk')
 
 
 @dataclasses.dataclass(frozen=True)
@@ -122,6 +126,10 @@ def build_dp_aggregator(*, noise_multiplier: float, clip: float, clients_per_rou
     record_sum = tff.aggregators.EncodedSumFactory.quantize_above_threshold(
         quantization_bits=int(aggregator.quantization_bits),
         threshold=int(aggregator.compression_threshold))
+  elif aggregator.aggregator == 'topk':
+    from tff_common import sparsification
+    record_sum = sparsification.TopKSumFactory(
+        fraction=aggregator.keep_fraction, threshold=int(aggregator.compression_threshold))
   else:
     record_sum = None
   query = tfp.NormalizedQuery(

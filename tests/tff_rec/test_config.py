@@ -54,13 +54,13 @@ def test_data_config_is_read_under_either_name(tmp_path, file_name):
     (config_lib.TrainConfig(dim=0), '--dim=0: expected an integer >= 1'),
     (config_lib.TrainConfig(implicit_l2=-0.1), '--implicit_l2=-0.1: expected a number >= 0'),
     (config_lib.TrainConfig(aggregator='krum'),
-     "--aggregator='krum': expected one of mean, compressed, secure, robust, median, "
-     'trimmed_mean'),
+     "--aggregator='krum': expected one of mean, compressed, topk, randk, secure, robust, "
+     'median, trimmed_mean'),
     (config_lib.TrainConfig(algorithm='fedavg', dp_noise_multiplier=1.0),
      "--algorithm='fedavg': expected fedrecon with differential privacy (FedAvg ships user "
      'rows, the centralized baseline pools the ratings)'),
     (config_lib.TrainConfig(aggregator='median', target_epsilon=3.0),
-     "--aggregator='median': expected one of mean, secure, compressed with differential "
+     "--aggregator='median': expected one of mean, secure, compressed, topk with differential "
      "privacy (a robust aggregator's output is not a clipped sum, whose sensitivity the "
      'accounting assumes)'),
     (config_lib.DataConfig(heldout_users_fraction=1.0),
