@@ -8,8 +8,10 @@
   model        the Keras scorecard (logreg, MLP), its TFF wrapper, saved weights
   algorithms   FedSGD, FedAvg, FedProx, FedAdam, FedYogi as TFF learning processes
   training     federated training into a run directory (used by the binaries only)
+  dp_sgd       customer-level DP-SGD inside a bank, as TFF client work (per-example clipping, noise)
+  attacks      what a curious server recovers from the banks' updates: records, batches, label shares
   metrics      AUC, KS, Gini, Brier, log loss, PSI, AUC standard error
   evaluation   federated vs local-only vs centralized: report.md, roc.png, summary.json
   flags        the binaries' flags, named after config fields
-  train, evaluate, demo   the binaries (`python -m tff_credit.train --help`)
+  train, evaluate, demo, attack   the binaries (`python -m tff_credit.train --help`)
 """
