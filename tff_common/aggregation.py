@@ -105,10 +105,13 @@ def server_sees_individual_updates(config: AggregatorConfig) -> bool:
   """Whether the server receives each client's update (else only the cohort's sum).
 
   What a curious server can attack: under `secure` only the aggregate of a
-  round's cohort; under the others one client's update, as it is after the
-  client's own encoding (quantized under `compressed`), before the server's
-  zeroing and clipping (`robust`) or order statistics (`median`,
-  `trimmed_mean`), which the server computes itself.
+  round's cohort; under the others one client's update as the client sends
+  it: quantized (`compressed`), sparsified (`topk`, `randk`), clipped to the
+  norm bound the server broadcast (`robust`: TFF clips on the clients, and
+  zeroes there too), or as it is (`mean`, `median`, `trimmed_mean`). Central
+  differential privacy (`tff_common.dp`) clips on the clients and adds its
+  noise on the server, after the sum: the server itself still sees each
+  clipped update unless the sum is secure.
   """
   config.check()
   return config.aggregator != 'secure'

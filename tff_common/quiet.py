@@ -69,6 +69,13 @@ def import_tensorflow():
       for line in captured.read().decode('utf-8', 'replace').splitlines():
         if not _KNOWN_IMPORT_NOISE.search(line):
           print(line, file=sys.stderr)
+  # TFF installs its own local context at import, holding a worker manager
+  # whose __del__ fails when it only runs at interpreter exit (a traceback
+  # after `--help` or a flag error). The project installs its runtime itself
+  # (`tff_common.runtime`); until then, running a federated computation is an
+  # error rather than a silent start of TFF's unowned worker.
+  from tensorflow_federated.python.core.impl.context_stack import set_default_context
+  set_default_context.set_no_default_context()
   from absl import logging as absl_logging
   absl_logging.set_verbosity(absl_logging.WARNING)
   tf.get_logger().setLevel(logging.ERROR)

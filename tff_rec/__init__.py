@@ -14,7 +14,8 @@
   training        training runs into a run directory (used by the binaries only)
   evaluation      rating and ranking metrics of a model, federated evaluation
   report          the four-model comparison: report.md, curves.png, summary.json
+  attacks         what a curious server recovers from users' updates: rated items, rating values
   topn            a user's top-N, rebuilt on the device
   flags           the binaries' flags, named after config fields
-  train, evaluate, recommend, demo   the binaries (`python -m tff_rec.train --help`)
+  train, evaluate, recommend, demo, attack   the binaries (`python -m tff_rec.train --help`)
 """
