@@ -8,6 +8,7 @@
   model        the Keras scorecard (logreg, MLP), its TFF wrapper, saved weights
   algorithms   FedSGD, FedAvg, FedProx, FedAdam, FedYogi as TFF learning processes
   training     federated training into a run directory (used by the binaries only)
+  poisoning    a simulated poisoning bank (scale, sign_flip, label_flip) for the robustness study
   dp_sgd       customer-level DP-SGD inside a bank, as TFF client work (per-example clipping, noise)
   attacks      what a curious server recovers from the banks' updates: records, batches, label shares
   metrics      AUC, KS, Gini, Brier, log loss, PSI, AUC standard error

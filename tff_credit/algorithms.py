@@ -13,15 +13,17 @@ aggregator chosen in `tff_common.aggregation` and applies its optimizer.
   fedyogi  fedavg with Yogi on the server
 """
 
+import numpy as np
 import tensorflow_federated as tff
 
 from tff_common import aggregation
 from tff_common import communication
 from tff_credit import config as config_lib
+from tff_credit import poisoning
 
 
-def build_process(config: config_lib.AlgorithmConfig,
-                  model_fn) -> tff.learning.templates.LearningProcess:
+def build_process(config: config_lib.AlgorithmConfig, model_fn, *,
+                  poisoned_updates: bool = False) -> tff.learning.templates.LearningProcess:
   """The learning process of `config.algorithm` for the Keras model of `model_fn`.
 
   Federated types, with `W` the model weights (`tff.learning.models.ModelWeights`),
@@ -36,12 +38,20 @@ def build_process(config: config_lib.AlgorithmConfig,
   others: local SGD epochs over its batches) and returns its update with a
   weight (its example count, or 1 under `weighting='uniform'`); the
   aggregator sums them to the SERVER, where the optimizer steps W. The
-  metrics M are the clients' training metrics, aggregated.
+  metrics M are the clients' training metrics, aggregated. TFF's updates
+  point like gradients: a FedAvg update is (global model - bank's trained
+  model), and the server steps W <- W - server_lr * aggregate (under SGD).
 
   Args:
     config: The algorithm, weighting, learning rates, server momentum,
       proximal strength and the aggregator (`tff_common.aggregation`).
     model_fn: A no-argument function returning a `tff.learning.models.VariableModel`.
+    poisoned_updates: For a simulated poisoning bank (`tff_credit.poisoning`):
+      the client data becomes `{<data=B*, factor=float32*>}@CLIENTS` and each
+      bank multiplies its update by its factor before the aggregator sees it.
+      The process is then composed from TFF's templates around the same client
+      work, aggregator and optimizer as TFF's builder (used when False), so
+      with every factor 1 it computes the same rounds.
   """
   if config.algorithm not in config_lib.ALGORITHMS:
     raise ValueError(f'--algorithm must be one of {", ".join(config_lib.ALGORITHMS)}, '
@@ -55,12 +65,13 @@ def build_process(config: config_lib.AlgorithmConfig,
     # The textbook FedSGD is a uniform mean; --weighting=examples gives the
     # example-weighted variant TFF defaults to.
     uniform = not _weighted(config)
+    server_optimizer = tff.learning.optimizers.build_sgdm(config.server_lr, momentum=momentum)
+    aggregator = aggregation.build_aggregator(config, weighted=not uniform, ignore_weights=uniform)
+    if poisoned_updates:
+      return _compose_poisoned(config, model_fn, client_optimizer=None,
+                               server_optimizer=server_optimizer, aggregator=aggregator)
     return tff.learning.algorithms.build_fed_sgd(
-        model_fn,
-        server_optimizer_fn=tff.learning.optimizers.build_sgdm(config.server_lr,
-                                                                momentum=momentum),
-        model_aggregator=aggregation.build_aggregator(
-            config, weighted=not uniform, ignore_weights=uniform))
+        model_fn, server_optimizer_fn=server_optimizer, model_aggregator=aggregator)
 
   client_optimizer = tff.learning.optimizers.build_sgdm(config.client_lr)
   if config.algorithm == 'fedadam':
@@ -71,6 +82,12 @@ def build_process(config: config_lib.AlgorithmConfig,
     server_optimizer = tff.learning.optimizers.build_sgdm(config.server_lr, momentum=momentum)
   weighted = _weighted(config)
   aggregator = aggregation.build_aggregator(config, weighted=weighted)
+  if poisoned_updates:
+    if not weighted:
+      # What TFF's unweighted builders do: uniform client weights, weighted API.
+      aggregator = tff.aggregators.as_weighted_aggregator(aggregator)
+    return _compose_poisoned(config, model_fn, client_optimizer=client_optimizer,
+                             server_optimizer=server_optimizer, aggregator=aggregator)
 
   if config.algorithm == 'fedprox':
     builder = (tff.learning.algorithms.build_weighted_fed_prox if weighted
@@ -82,6 +99,46 @@ def build_process(config: config_lib.AlgorithmConfig,
              else tff.learning.algorithms.build_unweighted_fed_avg)
   return builder(model_fn, client_optimizer_fn=client_optimizer,
                  server_optimizer_fn=server_optimizer, model_aggregator=aggregator)
+
+
+def _compose_poisoned(config: config_lib.AlgorithmConfig, model_fn, *, client_optimizer,
+                      server_optimizer, aggregator) -> tff.learning.templates.LearningProcess:
+  """TFF's builder of `config.algorithm`, with its client work wrapped by
+  `poisoning.build_poisoned_client_work`: the same four parts (broadcast,
+  client work, the weighted-API `aggregator`, the optimizer's finalizer)
+  composed by `tff.learning.templates.compose_learning_process`, as TFF's
+  `build_weighted_fed_avg`, `build_weighted_fed_prox` and `build_fed_sgd` do."""
+
+  @tff.tensorflow.computation()
+  def initial_model_weights_fn():
+    return tff.learning.models.ModelWeights.from_model(model_fn())
+
+  model_weights_type = initial_model_weights_fn.type_signature.result
+  metrics_aggregator = tff.learning.metrics.sum_then_finalize  # the builders' default
+  if config.algorithm == 'fedsgd':
+    # TFF exports no builder for FedSGD's client work; this is the one its
+    # `build_fed_sgd` uses (private in TFF 0.87, pinned by requirements-lock.txt).
+    inner = tff.learning.algorithms.fed_sgd._build_fed_sgd_client_work(
+        model_fn, metrics_aggregator)
+  else:
+    weighting = (tff.learning.ClientWeighting.NUM_EXAMPLES if _weighted(config)
+                 else tff.learning.ClientWeighting.UNIFORM)
+    if config.algorithm == 'fedprox':
+      inner = tff.learning.templates.proximal_client_work.build_model_delta_client_work(
+          model_fn=model_fn, optimizer=client_optimizer, client_weighting=weighting,
+          delta_l2_regularizer=config.mu, metrics_aggregator=metrics_aggregator,
+          loop_implementation=tff.learning.LoopImplementation.DATASET_REDUCE)
+    else:
+      inner = tff.learning.templates.build_model_delta_client_work(
+          model_fn=model_fn, optimizer=client_optimizer, client_weighting=weighting,
+          metrics_aggregator=metrics_aggregator)
+  return tff.learning.templates.compose_learning_process(
+      initial_model_weights_fn,
+      tff.learning.templates.build_broadcast_process(model_weights_type),
+      poisoning.build_poisoned_client_work(inner),
+      aggregator.create(model_weights_type.trainable, tff.TensorType(np.float32)),
+      tff.learning.templates.build_apply_optimizer_finalizer(server_optimizer,
+                                                             model_weights_type))
 
 
 def wire(config: config_lib.AlgorithmConfig) -> communication.Wire:

@@ -5,6 +5,7 @@ must match); `from_settings` reads it back for evaluation.
 """
 
 import dataclasses
+import math
 from typing import Any
 from typing import Optional
 
@@ -19,6 +20,8 @@ ALGORITHMS = ('fedsgd', 'fedavg', 'fedprox', 'fedadam', 'fedyogi')
 WEIGHTINGS = ('examples', 'uniform')
 MODELS = ('logreg', 'mlp')
 BAD_ROWS = ('error', 'drop')
+# A poisoning bank in simulation (`tff_credit.poisoning`).
+ATTACKS = ('scale', 'sign_flip', 'label_flip')
 
 
 @dataclasses.dataclass(frozen=True)
@@ -70,7 +73,18 @@ class AlgorithmConfig(aggregation.AggregatorConfig):
 
 @dataclasses.dataclass(frozen=True)
 class TrainConfig(program_config.ProgramConfig):
-  """The model and the rounds (the shared program's settings included)."""
+  """The model and the rounds (the shared program's settings included), and
+  the simulated poisoning bank, if any.
+
+  Attributes (the poisoning; see `tff_credit.poisoning`):
+    attack_bank: The bank that attacks every round it takes part in; None: no
+      attack. Whether it exists is checked once the banks are known
+      (`poisoning.check_bank`).
+    attack: One of `ATTACKS`; set exactly when `attack_bank` is.
+    attack_scale: The magnitude of a model-poisoning update factor (> 0):
+      `scale` multiplies the update by it (None: 100), `sign_flip` by minus it
+      (None: 1, the plain sign flip). No value under `label_flip`.
+  """
   rounds: int = 40
   clients_per_round: Optional[int] = None
   rounds_per_checkpoint: int = 1
@@ -78,12 +92,33 @@ class TrainConfig(program_config.ProgramConfig):
   model: str = 'logreg'
   local_epochs: int = 1
   batch_size: int = 32
+  # None by default so that the settings of runs made before the attack
+  # existed are those of an unpoisoned run (a resume compares them).
+  attack_bank: Optional[str] = None
+  attack: Optional[str] = None
+  attack_scale: Optional[float] = None
 
   def check(self):
     super().check()
     checks.one_of('model', self.model, MODELS)
     checks.at_least('local_epochs', self.local_epochs, 1)
     checks.at_least('batch_size', self.batch_size, 1)
+    if self.attack_bank is None:
+      if self.attack is not None:
+        checks.fail('attack', self.attack, 'no value without --attack_bank (the poisoning bank)')
+      if self.attack_scale is not None:
+        checks.fail('attack_scale', self.attack_scale, 'no value without --attack_bank')
+      return
+    if self.attack is None:
+      checks.fail('attack', self.attack, f'one of {", ".join(ATTACKS)} for '
+                  f'--attack_bank={self.attack_bank}')
+    checks.one_of('attack', self.attack, ATTACKS)
+    if self.attack_scale is not None:
+      if self.attack == 'label_flip':
+        checks.fail('attack_scale', self.attack_scale,
+                    'no value under --attack=label_flip (it sizes scale and sign_flip updates)')
+      if not 0 < self.attack_scale < math.inf:  # an infinite update is dropped by TFF, not sent
+        checks.fail('attack_scale', self.attack_scale, 'a finite number > 0')
 
 
 def check(data: DataConfig, algorithm: AlgorithmConfig, train: TrainConfig):

@@ -16,6 +16,10 @@ Each model is scored on every bank's test rows and on the pooled test set
 (the union of the banks' test sets; for local_only, each bank's rows scored by
 its own model) with AUC, KS, Gini, Brier, log loss, accuracy at the KS-optimal
 threshold and the PSI of the score between that bank's train and test rows.
+
+A run trained with a simulated poisoning bank (`tff_credit.poisoning`) says
+so at the top of report.md and in summary.json (`setup/attack`); its
+baselines are trained on honest rows.
 """
 
 import dataclasses
@@ -34,6 +38,7 @@ from tff_credit import data as data_lib
 from tff_credit import federation as federation_lib
 from tff_credit import metrics as metrics_lib
 from tff_credit import model as model_lib
+from tff_credit import poisoning
 from tff_credit import preprocess
 
 # The systems compared (not model families: those are config.MODELS).
@@ -139,6 +144,8 @@ def _evaluate(run: run_dir_lib.RunDir, output_dir: str, log: Callable[[str], Non
       'partition': data_config.partition, 'model': model, 'algorithm': algorithm.algorithm,
       'rounds': train_config.rounds, 'local_epochs': train_config.local_epochs,
       'aggregator': algorithm.aggregator,
+      # A simulated poisoning bank (None: every bank honest); the baselines are honest.
+      'attack': _attack(train_config),
       'baseline_budget': budget,
       'banks': {b.name: {'train_rows': len(b.train_rows), 'test_rows': len(b.test_rows),
                          'train_bad_rate': float(fed.train[b.name][1].mean()),
@@ -151,6 +158,15 @@ def _evaluate(run: run_dir_lib.RunDir, output_dir: str, log: Callable[[str], Non
   log(report)
   log(f'wrote {output_dir}/report.md, roc.png, summary.json')
   return summary
+
+
+def _attack(train_config: config_lib.TrainConfig):
+  if train_config.attack_bank is None:
+    return None
+  return {'bank': train_config.attack_bank, 'attack': train_config.attack,
+          'update_factor': poisoning.factor(train_config) if poisoning.is_model_poisoning(
+              train_config) else None,
+          'description': poisoning.describe(train_config)}
 
 
 def _summarize(fed: federation_lib.Federation, scores: Scores) -> dict:
@@ -171,8 +187,13 @@ def _cell(value) -> str:
 
 def render_report(summary: dict, bank_names: list[str]) -> str:
   setup = summary['setup']
-  lines = [
-      '# Federated credit scoring: federated vs local-only vs centralized', '',
+  lines = ['# Federated credit scoring: federated vs local-only vs centralized', '']
+  attack = setup.get('attack')
+  if attack:
+    lines += [f"**Simulation: {attack['description']}.** The federated model below was trained "
+              f"with that poisoning bank (aggregator `{setup['aggregator']}`); the local-only and "
+              'centralized baselines are trained on honest rows.', '']
+  lines += [
       f"Data: {setup['data']} ({setup['rows']} rows, {setup['features']} features), "
       f"{len(bank_names)} banks, partition `{setup['partition']}`, model `{setup['model']}`, "
       f"algorithm `{setup['algorithm']}`, {setup['rounds']} rounds x {setup['local_epochs']} local epoch(s). "

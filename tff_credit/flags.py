@@ -56,6 +56,21 @@ def define_train_flags():
   flags.DEFINE_enum('model', _T.model, list(config.MODELS), 'Scorecard model.')
   flags.DEFINE_integer('local_epochs', _T.local_epochs, 'Local epochs per round (FedAvg family).')
   flags.DEFINE_integer('batch_size', _T.batch_size, 'Local batch size (FedAvg family).')
+  define_poisoning_flags()
+
+
+def define_poisoning_flags():
+  """The simulated poisoning bank's fields of `config.TrainConfig` (`tff_credit.poisoning`)."""
+  flags.DEFINE_string('attack_bank', _T.attack_bank,
+                      'Simulation only: this bank (e.g. bank_1) poisons every round it is in, '
+                      'with --attack. Default: no attack.')
+  flags.DEFINE_enum('attack', _T.attack, list(config.ATTACKS),
+                    "The poisoning bank's attack: scale (its update times --attack_scale), "
+                    'sign_flip (its update negated, times --attack_scale if given) or '
+                    'label_flip (it trains on flipped labels).')
+  flags.DEFINE_float('attack_scale', _T.attack_scale,
+                     'Magnitude of the poisoned update factor (> 0); default 100 for scale, '
+                     '1 for sign_flip.')
 
 
 def configs(values=None) -> tuple[config.DataConfig, config.AlgorithmConfig, config.TrainConfig]:

@@ -10,6 +10,10 @@ The run directory (`tff_common.run_dir`) receives config.json and schema.json
 once the data is read (a rerun with other settings is refused, so a resume
 never mixes two experiments), checkpoints/, metrics.csv and tensorboard/
 during training, and model.npz at the end.
+
+A simulated poisoning bank (`--attack_bank`, `tff_credit.poisoning`) changes
+only what that bank trains on or sends; its settings are in config.json, so a
+resume stays poisoned and the evaluation says so.
 """
 
 from collections.abc import Callable
@@ -25,27 +29,42 @@ from tff_credit import algorithms
 from tff_credit import config as config_lib
 from tff_credit import federation as federation_lib
 from tff_credit import model as model_lib
+from tff_credit import poisoning
 
 
 def client_data_fn_for(fed: federation_lib.Federation, *, algorithm: str,
                        train: config_lib.TrainConfig) -> Callable[[list, int], list]:
-  """`(bank names, round) -> datasets`: what each sampled bank trains on."""
+  """`(bank names, round) -> datasets`: what each sampled bank trains on.
+
+  Under a simulated poisoning bank (`train.attack_bank`), that bank's rows
+  have their labels flipped (`label_flip`), or every bank's data carries its
+  update factor, 1 but the attacker's (`scale`, `sign_flip`: the client data
+  of `algorithms.build_process(..., poisoned_updates=True)`).
+  """
   client_data = fed.client_data()
   sizes = {name: len(fed.train[name][1]) for name in fed.bank_names}
   number = {name: i for i, name in enumerate(fed.bank_names)}
+  poisoning.check_bank(train, fed.bank_names)
+  with_factors = poisoning.is_model_poisoning(train)
 
   def client_data_fn(bank_names, round_num):
     datasets = []
     for name in bank_names:
       dataset = client_data.create_tf_dataset_for_client(name)
+      attacker = name == train.attack_bank
+      if attacker and train.attack == 'label_flip':
+        dataset = poisoning.flip_labels(dataset)
       if algorithm == 'fedsgd':
         # One batch holding every row: the bank's full-batch gradient.
-        datasets.append(dataset.batch(sizes[name]))
-        continue
-      # Shuffled with a seed of (seed, round, bank), so a resumed run replays it.
-      seed = seeding.client_seed(train.seed, round_num, number[name])
-      datasets.append(dataset.shuffle(sizes[name], seed=seed, reshuffle_each_iteration=True)
-                      .repeat(train.local_epochs).batch(train.batch_size))
+        dataset = dataset.batch(sizes[name])
+      else:
+        # Shuffled with a seed of (seed, round, bank), so a resumed run replays it.
+        seed = seeding.client_seed(train.seed, round_num, number[name])
+        dataset = (dataset.shuffle(sizes[name], seed=seed, reshuffle_each_iteration=True)
+                   .repeat(train.local_epochs).batch(train.batch_size))
+      if with_factors:
+        dataset = poisoning.client_data(dataset, poisoning.factor(train) if attacker else 1.0)
+      datasets.append(dataset)
     return datasets
 
   return client_data_fn
@@ -83,6 +102,7 @@ def train(*, data: config_lib.DataConfig, algorithm: config_lib.AlgorithmConfig,
   run = run_dir_lib.RunDir(output_dir)
   config_lib.check(data, algorithm, train_config)
   fed = federation_lib.build_federation(data)  # bad input stops us before anything is written
+  poisoning.check_bank(train_config, fed.bank_names)
   for line in fed.table.dropped:
     log(f'dropped: {line}')
   if fed.table.dropped:
@@ -90,6 +110,9 @@ def train(*, data: config_lib.DataConfig, algorithm: config_lib.AlgorithmConfig,
   log(f'{fed.table.source}: {fed.table.num_rows} rows, {fed.num_features} features, '
       f'{len(fed.banks)} banks ({data.partition}): ' +
       ', '.join(f'{b.name} {len(b.train_rows)}+{len(b.test_rows)}' for b in fed.banks))
+  attack = poisoning.describe(train_config)
+  if attack:
+    log(f'simulation: {attack}')
   # Held while training: a second process is refused before it touches anything.
   with run.lock():
     program.open_run(run, config=train_config, settings=config_lib.settings(
@@ -98,7 +121,8 @@ def train(*, data: config_lib.DataConfig, algorithm: config_lib.AlgorithmConfig,
 
     model_fn = model_lib.model_fn_for(model=train_config.model, num_features=fed.num_features,
                                       seed=train_config.seed)
-    process = algorithms.build_process(algorithm, model_fn)
+    process = algorithms.build_process(
+        algorithm, model_fn, poisoned_updates=poisoning.is_model_poisoning(train_config))
     evaluate = federated_evaluator(fed, model_fn)
 
     result = program.run_training(
