@@ -214,12 +214,15 @@ def _discard_metrics(metric_finalizers, local_unfinalized_metrics_type=None):
   del metric_finalizers
   import tensorflow_federated as tff
 
-  @tff.federated_computation(tff.FederatedType(local_unfinalized_metrics_type, tff.CLIENTS))
   def aggregate(client_metrics):
     del client_metrics
     return tff.federated_value((), tff.SERVER)
 
-  return aggregate
+  if local_unfinalized_metrics_type is None:
+    # Some builders (FedAvg's client work) ask for a polymorphic computation.
+    return tff.federated_computation(aggregate)
+  return tff.federated_computation(
+      aggregate, tff.FederatedType(local_unfinalized_metrics_type, tff.CLIENTS))
 
 
 def update_bytes(config: AggregatorConfig, shapes: Iterable[tuple[int, ...]], *,

@@ -18,12 +18,16 @@ import tensorflow_federated as tff
 
 from tff_common import aggregation
 from tff_common import communication
+from tff_common import dp
 from tff_credit import config as config_lib
+from tff_credit import dp_sgd
 from tff_credit import poisoning
 
 
 def build_process(config: config_lib.AlgorithmConfig, model_fn, *,
-                  poisoned_updates: bool = False) -> tff.learning.templates.LearningProcess:
+                  poisoned_updates: bool = False, noise_multiplier: float = 0.0,
+                  banks_per_round: int = 1, batch_size: int = 32,
+                  seed: int = 0) -> tff.learning.templates.LearningProcess:
   """The learning process of `config.algorithm` for the Keras model of `model_fn`.
 
   Federated types, with `W` the model weights (`tff.learning.models.ModelWeights`),
@@ -52,6 +56,14 @@ def build_process(config: config_lib.AlgorithmConfig, model_fn, *,
       The process is then composed from TFF's templates around the same client
       work, aggregator and optimizer as TFF's builder (used when False), so
       with every factor 1 it computes the same rounds.
+    noise_multiplier: Under differential privacy (`config.dp_enabled`), the
+      resolved noise multiplier (calibrated from a target epsilon by
+      `tff_credit.training`). `--dp_level=record`: FedAvg whose banks run
+      DP-SGD (`tff_credit.dp_sgd.build_process`; client data
+      `<batches=B*, seed=int64[2]*>`, expected batch `batch_size`).
+      `--dp_level=bank`: the DP mean over banks (`tff_common.dp`), uniform,
+      dividing by `banks_per_round`, its noise seeded by `seed`. Either way
+      the banks' training metrics are not released.
   """
   if config.algorithm not in config_lib.ALGORITHMS:
     raise ValueError(f'--algorithm must be one of {", ".join(config_lib.ALGORITHMS)}, '
@@ -61,6 +73,17 @@ def build_process(config: config_lib.AlgorithmConfig, model_fn, *,
                      f'got {config.weighting!r}')
   # TFF's SGD without a momentum accumulator unless momentum is asked for.
   momentum = config.server_momentum or None
+  if config.dp_enabled and config.dp_level == 'record':
+    return dp_sgd.build_process(
+        model_fn, client_lr=config.client_lr, server_lr=config.server_lr,
+        l2_clip=config.dp_clip, noise_multiplier=noise_multiplier,
+        expected_batch_size=batch_size,
+        model_aggregator=aggregation.build_aggregator(config, weighted=_weighted(config)),
+        release_metrics=False)
+  if config.dp_enabled:
+    return _build_bank_level_dp(config, model_fn, momentum=momentum,
+                                noise_multiplier=noise_multiplier,
+                                banks_per_round=banks_per_round, seed=seed)
   if config.algorithm == 'fedsgd':
     # The textbook FedSGD is a uniform mean; --weighting=examples gives the
     # example-weighted variant TFF defaults to.
@@ -71,7 +94,8 @@ def build_process(config: config_lib.AlgorithmConfig, model_fn, *,
       return _compose_poisoned(config, model_fn, client_optimizer=None,
                                server_optimizer=server_optimizer, aggregator=aggregator)
     return tff.learning.algorithms.build_fed_sgd(
-        model_fn, server_optimizer_fn=server_optimizer, model_aggregator=aggregator)
+        model_fn, server_optimizer_fn=server_optimizer, model_aggregator=aggregator,
+        metrics_aggregator=aggregation.metrics_aggregator(config))
 
   client_optimizer = tff.learning.optimizers.build_sgdm(config.client_lr)
   if config.algorithm == 'fedadam':
@@ -94,11 +118,44 @@ def build_process(config: config_lib.AlgorithmConfig, model_fn, *,
                else tff.learning.algorithms.build_unweighted_fed_prox)
     return builder(model_fn, proximal_strength=config.mu,
                    client_optimizer_fn=client_optimizer,
-                   server_optimizer_fn=server_optimizer, model_aggregator=aggregator)
+                   server_optimizer_fn=server_optimizer, model_aggregator=aggregator,
+                   metrics_aggregator=aggregation.metrics_aggregator(config))
   builder = (tff.learning.algorithms.build_weighted_fed_avg if weighted
              else tff.learning.algorithms.build_unweighted_fed_avg)
   return builder(model_fn, client_optimizer_fn=client_optimizer,
-                 server_optimizer_fn=server_optimizer, model_aggregator=aggregator)
+                 server_optimizer_fn=server_optimizer, model_aggregator=aggregator,
+                 metrics_aggregator=aggregation.metrics_aggregator(config))
+
+
+def _build_bank_level_dp(config, model_fn, *, momentum, noise_multiplier, banks_per_round,
+                         seed):
+  """TFF's builders with the DP mean over banks (uniform: a weight would scale
+  one bank's influence beyond the clip) and no released training metrics."""
+  dp_mean = dp.build_dp_aggregator(noise_multiplier=noise_multiplier, clip=config.dp_clip,
+                                   clients_per_round=banks_per_round, aggregator=config,
+                                   seed=seed)
+  no_metrics = aggregation.metrics_aggregator(config, release=False)
+  if config.algorithm == 'fedsgd':
+    return tff.learning.algorithms.build_fed_sgd(
+        model_fn,
+        server_optimizer_fn=tff.learning.optimizers.build_sgdm(config.server_lr, momentum=momentum),
+        model_aggregator=tff.aggregators.as_weighted_aggregator(dp_mean),
+        metrics_aggregator=no_metrics)
+  client_optimizer = tff.learning.optimizers.build_sgdm(config.client_lr)
+  if config.algorithm == 'fedadam':
+    server_optimizer = tff.learning.optimizers.build_adam(config.server_lr)
+  elif config.algorithm == 'fedyogi':
+    server_optimizer = tff.learning.optimizers.build_yogi(config.server_lr)
+  else:
+    server_optimizer = tff.learning.optimizers.build_sgdm(config.server_lr, momentum=momentum)
+  if config.algorithm == 'fedprox':
+    return tff.learning.algorithms.build_unweighted_fed_prox(
+        model_fn, proximal_strength=config.mu, client_optimizer_fn=client_optimizer,
+        server_optimizer_fn=server_optimizer, model_aggregator=dp_mean,
+        metrics_aggregator=no_metrics)
+  return tff.learning.algorithms.build_unweighted_fed_avg(
+      model_fn, client_optimizer_fn=client_optimizer, server_optimizer_fn=server_optimizer,
+      model_aggregator=dp_mean, metrics_aggregator=no_metrics)
 
 
 def _compose_poisoned(config: config_lib.AlgorithmConfig, model_fn, *, client_optimizer,
@@ -114,7 +171,7 @@ def _compose_poisoned(config: config_lib.AlgorithmConfig, model_fn, *, client_op
     return tff.learning.models.ModelWeights.from_model(model_fn())
 
   model_weights_type = initial_model_weights_fn.type_signature.result
-  metrics_aggregator = tff.learning.metrics.sum_then_finalize  # the builders' default
+  metrics_aggregator = aggregation.metrics_aggregator(config)
   if config.algorithm == 'fedsgd':
     # TFF exports no builder for FedSGD's client work; this is the one its
     # `build_fed_sgd` uses (private in TFF 0.87, pinned by requirements-lock.txt).
@@ -143,7 +200,8 @@ def _compose_poisoned(config: config_lib.AlgorithmConfig, model_fn, *, client_op
 
 def wire(config: config_lib.AlgorithmConfig) -> communication.Wire:
   """The encoding of the process's messages (what `tff_common.communication` counts)."""
-  return communication.Wire(aggregator=config, weighted=_weighted(config))
+  bank_level_dp = config.dp_enabled and config.dp_level == 'bank'
+  return communication.Wire(aggregator=config, weighted=_weighted(config) and not bank_level_dp)
 
 
 def _weighted(config: config_lib.AlgorithmConfig) -> bool:

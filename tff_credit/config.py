@@ -11,6 +11,7 @@ from typing import Optional
 
 from tff_common import aggregation
 from tff_common import checks
+from tff_common import dp
 from tff_common import files
 from tff_common import program_config
 from tff_credit import banks as banks_lib
@@ -20,6 +21,9 @@ ALGORITHMS = ('fedsgd', 'fedavg', 'fedprox', 'fedadam', 'fedyogi')
 WEIGHTINGS = ('examples', 'uniform')
 MODELS = ('logreg', 'mlp')
 BAD_ROWS = ('error', 'drop')
+# Whose privacy differential privacy protects: each customer (DP-SGD inside the
+# banks, `tff_credit.dp_sgd`) or each bank (the DP mean over banks, `tff_common.dp`).
+DP_LEVELS = ('record', 'bank')
 # A poisoning bank in simulation (`tff_credit.poisoning`).
 ATTACKS = ('scale', 'sign_flip', 'label_flip')
 
@@ -50,18 +54,35 @@ class DataConfig:
 
 
 @dataclasses.dataclass(frozen=True)
-class AlgorithmConfig(aggregation.AggregatorConfig):
+class AlgorithmConfig(aggregation.AggregatorConfig, dp.DPConfig):
   """The federated algorithm (`tff_credit.algorithms.build_process`), with the
-  server's aggregator (`tff_common.aggregation`)."""
+  server's aggregator (`tff_common.aggregation`) and differential privacy.
+
+  Differential privacy (on when `dp_enabled`), at `dp_level`:
+    record  customer-level: DP-SGD inside every bank (`tff_credit.dp_sgd`):
+            each customer's gradient clipped to `dp_clip`, Gaussian noise,
+            Poisson-sampled batches; epsilon per bank. FedAvg only.
+    bank    bank-level: each bank's update clipped to `dp_clip`, noised on the
+            server, uniform mean over banks (`tff_common.dp`). With five
+            banks the epsilon is large for any useful noise.
+  """
   algorithm: str = 'fedavg'
   weighting: str = 'examples'
   client_lr: float = 0.1
   server_lr: float = 1.0
   server_momentum: float = 0.0
   mu: float = 0.01
+  dp_level: str = 'record'
 
   def check(self):
-    super().check()
+    aggregation.AggregatorConfig.check(self)
+    dp.DPConfig.check(self)
+    checks.one_of('dp_level', self.dp_level, DP_LEVELS)
+    if self.dp_enabled:
+      dp.check_composable(self)
+      if self.dp_level == 'record' and self.algorithm != 'fedavg':
+        checks.fail('algorithm', self.algorithm,
+                    'fedavg with --dp_level=record (DP-SGD inside the banks runs FedAvg)')
     checks.one_of('algorithm', self.algorithm, ALGORITHMS)
     checks.one_of('weighting', self.weighting, WEIGHTINGS)
     # A zero step trains nothing and would be reported as a trained model.
@@ -126,6 +147,15 @@ def check(data: DataConfig, algorithm: AlgorithmConfig, train: TrainConfig):
   data.check()
   algorithm.check()
   train.check()
+  if algorithm.dp_enabled and algorithm.dp_level == 'record' and train.attack_bank is not None:
+    checks.fail('attack_bank', train.attack_bank,
+                'no poisoning bank with --dp_level=record (not simulated together)')
+
+
+def defaults() -> dict[str, Any]:
+  """The settings of a run with every flag at its default: what a directory
+  written before a setting existed is compared with (`RunDir.claim`)."""
+  return settings(DataConfig(), AlgorithmConfig(), TrainConfig(), data_sha256='')
 
 
 def settings(data: DataConfig, algorithm: AlgorithmConfig, train: TrainConfig, *,
@@ -136,11 +166,19 @@ def settings(data: DataConfig, algorithm: AlgorithmConfig, train: TrainConfig, *
           'algorithm': dataclasses.asdict(algorithm), 'train': dataclasses.asdict(train)}
 
 
+# The settings' record of the noise multiplier a DP run uses: calibrated from
+# --target_epsilon for the run's rounds, so training further would change it
+# (and is refused, rather than mixing two noise levels).
+NOISE_MULTIPLIER_IN_USE = 'noise_multiplier_in_use'
+
+
+
 def from_settings(value: dict[str, Any]) -> tuple[DataConfig, AlgorithmConfig, TrainConfig, str]:
   """The configs of `settings` and the data fingerprint ('' if it predates them)."""
   data = dict(value['data'])
   sha256 = data.pop('sha256', '')
-  return (DataConfig(**data), AlgorithmConfig(**value['algorithm']),
+  algorithm = {k: v for k, v in value['algorithm'].items() if k != NOISE_MULTIPLIER_IN_USE}
+  return (DataConfig(**data), AlgorithmConfig(**algorithm),
           TrainConfig(**value['train']), sha256)
 
 

@@ -58,6 +58,7 @@ def standard_noise(seed, step, size: int) -> tf.Tensor:
 
 def build_client_work(model_fn: Callable[[], tff.learning.models.VariableModel], *,
                       learning_rate: float, l2_clip: float, noise_multiplier: float,
+                      release_metrics: bool = True,
                       expected_batch_size: int) -> tff.learning.templates.ClientWorkProcess:
   """DP-SGD on each bank's Poisson-sampled batches, returning its model delta.
 
@@ -141,6 +142,11 @@ def build_client_work(model_fn: Callable[[], tff.learning.models.VariableModel],
                              tff.FederatedType(data_type, tff.CLIENTS))
   def next_fn(state, weights, client_data):
     result, metrics = tff.federated_map(client_update, (weights, client_data))
+    if not release_metrics:
+      # The loss and the realized batch sizes are not noised: under DP they
+      # stay on the banks (nothing of `metrics` leaves CLIENTS).
+      return tff.templates.MeasuredProcessOutput(
+          state, result, tff.federated_value(collections.OrderedDict(), tff.SERVER))
     train = tff.federated_map(finalize_metrics, tff.federated_sum(metrics))
     return tff.templates.MeasuredProcessOutput(
         state, result, tff.federated_zip(collections.OrderedDict(train=train)))
@@ -150,8 +156,8 @@ def build_client_work(model_fn: Callable[[], tff.learning.models.VariableModel],
 
 def build_process(model_fn: Callable[[], tff.learning.models.VariableModel], *, client_lr: float,
                   server_lr: float, l2_clip: float, noise_multiplier: float,
-                  expected_batch_size: int,
-                  model_aggregator) -> tff.learning.templates.LearningProcess:
+                  expected_batch_size: int, model_aggregator,
+                  release_metrics: bool = True) -> tff.learning.templates.LearningProcess:
   """FedAvg whose banks run DP-SGD (`build_client_work`), composed from TFF's templates.
 
   Federated types, with `W` the model weights (`tff.learning.models.ModelWeights`),
@@ -182,6 +188,8 @@ def build_process(model_fn: Callable[[], tff.learning.models.VariableModel], *, 
     server_lr: The server's SGD step.
     model_aggregator: A `tff.aggregators` factory, weighted or unweighted
       (e.g. `tff_common.aggregation.build_aggregator`).
+    release_metrics: False: the banks' (un-noised) loss and example counts
+      stay on the banks, and M holds none.
   """
   _check_positive('server_lr', server_lr)
 
@@ -192,7 +200,8 @@ def build_process(model_fn: Callable[[], tff.learning.models.VariableModel], *, 
   weights_type = initial_model_weights_fn.type_signature.result
   client_work = build_client_work(model_fn, learning_rate=client_lr, l2_clip=l2_clip,
                                   noise_multiplier=noise_multiplier,
-                                  expected_batch_size=expected_batch_size)
+                                  expected_batch_size=expected_batch_size,
+                                  release_metrics=release_metrics)
   result_type = client_work.next.type_signature.result.result.member
   if isinstance(model_aggregator, tff.aggregators.UnweightedAggregationFactory):
     model_aggregator = tff.aggregators.as_weighted_aggregator(model_aggregator)

@@ -139,6 +139,12 @@ def _evaluate(run: run_dir_lib.RunDir, output_dir: str, log: Callable[[str], Non
   # What the federated model cost on the network (metrics.csv, every round run).
   for key in (communication.BYTES_UP, communication.BYTES_DOWN):
     summary['federated'][key] = run.total(key, train_config.rounds)
+  # Its privacy guarantee (models trained before it was recorded had none);
+  # the baselines pool or keep every row in the clear.
+  summary['federated']['privacy'] = metadata.get('privacy', {'differential_privacy': 'none'})
+  summary['federated']['privacy_text'] = metadata.get('privacy_text', 'no differential privacy')
+  if metadata.get('privacy_per_bank'):
+    summary['federated']['privacy_per_bank'] = metadata['privacy_per_bank']
   summary['setup'] = {
       'data': fed.table.source, 'rows': fed.table.num_rows, 'features': fed.num_features,
       'partition': data_config.partition, 'model': model, 'algorithm': algorithm.algorithm,
@@ -236,6 +242,15 @@ def render_report(summary: dict, bank_names: list[str]) -> str:
   lines += ['', f"Communication of the federated model over {setup['rounds']} rounds "
             f"(aggregator `{setup['aggregator']}`): {_megabytes(federated['bytes_up'])} up (bank updates), "
             f"{_megabytes(federated['bytes_down'])} down (model broadcasts)."]
+  lines += ['', f"Privacy of the federated model: {federated.get('privacy_text', 'n/a')}."]
+  if federated.get('privacy_per_bank'):
+    lines += ['', 'Customer-level ε per bank (a customer\'s ε is their bank\'s): ' + ', '.join(
+        f'{name} {eps:.2f}' for name, eps in federated['privacy_per_bank'].items()) + '.']
+  if federated.get('privacy', {}).get('differential_privacy') == 'bank-level':
+    lines += ['', f"Bank-level DP over {len(bank_names)} banks: each bank is one of a handful of "
+              'participants, so the accounting gives a large ε for any noise that leaves a '
+              'useful model; it is reported for completeness. The meaningful guarantee is '
+              'customer-level (`--dp_level=record`).']
   lines += ['', 'AUC s.e.: the Hanley-McNeil standard error of the federated AUC on that bank\'s test rows; a gain '
             'smaller than about twice it is within sampling noise.',
             '', 'KS and accuracy use the KS-optimal threshold of each model on each sample; PSI compares the '

@@ -48,6 +48,12 @@ def define_algorithm_flags():
                      'Server SGD momentum (FedAvgM); 0: plain SGD. fedsgd, fedavg, fedprox.')
   flags.DEFINE_float('mu', _A.mu, 'FedProx proximal strength.')
   cli.define_aggregator_flags(_A)
+  cli.define_dp_flags(_A, what="each customer's gradient (--dp_level=record) or each bank's "
+                      'update (--dp_level=bank)')
+  flags.DEFINE_enum('dp_level', _A.dp_level, list(config.DP_LEVELS),
+                    'Whose privacy DP protects: record (each customer: DP-SGD inside every '
+                    'bank, FedAvg) or bank (each bank: the DP mean over banks; with five banks '
+                    'the epsilon is large).')
 
 
 def define_train_flags():
