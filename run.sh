@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # One entry point: builds .venv from the lock when needed, then runs the main job or the tests.
 #   ./run.sh             the main job on bundled real data: credit scoring, then recommendation
-#   ./run.sh test [ARGS] pytest over tests/ (ARGS go to pytest, e.g. -q or tests/tff_credit)
+#   ./run.sh test [ARGS] pytest over tests/ on 2 workers (ARGS go to pytest, e.g. -q or tests/tff_credit)
 #   ./run.sh credit      only the credit-scoring demo (train + evaluate), outputs in runs/credit
 #   ./run.sh rec         only the recommendation demo (train + evaluate + one user's top 10), runs/rec
 #   ./run.sh crosscheck  the NumPy baseline against TFF on the credit data (FedSGD, FedAvg, async), runs/crosscheck
@@ -70,7 +70,9 @@ cmd="${1:-main}"
 case "$cmd" in
   main) setup; credit; rec ;;
   credit|rec|crosscheck) setup; "$cmd" ;;
-  test) shift; setup; cd "$ROOT"; exec "$VENV/bin/python" -m pytest "$@" ;;
+  # Two pytest workers (pytest-xdist): most of the suite is TF start-ups and
+  # subprocesses, which overlap well on 2 cores. TEST_WORKERS=0 runs in one process.
+  test) shift; setup; cd "$ROOT"; exec "$VENV/bin/python" -m pytest -n "${TEST_WORKERS:-2}" "$@" ;;
   setup) setup ;;
   help|-h|--help) sed -n '2,10p' "$0" | sed 's/^# \{0,1\}//' ;;
   *) echo "run.sh: unknown command '$cmd'" >&2; sed -n '2,10p' "$0" | sed 's/^# \{0,1\}//' >&2; exit 2 ;;
