@@ -11,7 +11,7 @@
   program         the training program: open a run, sample clients, rounds, checkpoints, releases
   program_config  ProgramConfig: rounds, clients per round, checkpoint period, seed
   progress        progress lines, printed and flushed (no TensorFlow)
-  robust_aggregation  coordinate-wise median and trimmed mean of client updates (TFF factories)
+  robust_aggregation  median, trimmed mean and filtered mean of client updates (TFF factories)
   quiet           TensorFlow's start-up log noise, filtered without hiding errors
   run_dir         a run directory's file names and layout, and typed readers/writers
   runtime         TFF's C++ execution context with an owned worker that cannot outlive us

@@ -35,11 +35,18 @@ privacy, secure sum, robust) reaches both jobs through the same flags.
                 (`tff_common.robust_aggregation`), unweighted.
   trimmed_mean  the coordinate-wise mean after dropping the `trim_fraction`
                 largest and smallest values of every coordinate, unweighted.
+  filtered_mean the (weighted or uniform) mean of the updates whose cosine with
+                the coordinate-wise median of the updates is above `min_cosine`,
+                each clipped to `norm_multiplier` times the median update norm
+                (`tff_common.robust_aggregation.FilteredMeanFactory`): honest
+                clients keep their weights, an anti-aligned or boosted one is
+                dropped or clipped, whatever its weight.
 
 What the server sees (`server_sees_individual_updates`): under every
 aggregator but `secure`, the server receives each client's update. `median`
 and `trimmed_mean` need them: an order statistic is not a function of the sum,
-so they cannot run under secure aggregation. In this project's simulation the
+so they cannot run under secure aggregation; nor can `filtered_mean`, whose
+filter needs each update. In this project's simulation the
 secure sum is compiled to a plain sum (`tff_common.runtime`): the types and the
 arithmetic are those of the protocol, the cryptography is not run.
 
@@ -52,7 +59,8 @@ from collections.abc import Iterable
 
 from tff_common import checks
 
-NAMES = ('mean', 'compressed', 'topk', 'randk', 'secure', 'robust', 'median', 'trimmed_mean')
+NAMES = ('mean', 'compressed', 'topk', 'randk', 'secure', 'robust', 'median', 'trimmed_mean',
+         'filtered_mean')
 # Aggregators whose clients send a sparse update (`tff_common.sparsification`).
 SPARSE = ('topk', 'randk')
 # Aggregators whose result is an order statistic: unweighted by nature.
@@ -80,12 +88,19 @@ class AggregatorConfig:
       round's clients; 0.2 of 5 banks drops one highest and one lowest).
     keep_fraction: Under `topk` and `randk`, the fraction of each tensor's
       values a client sends, in (0, 1] (k = ceil(fraction * n)).
+    min_cosine: Under `filtered_mean`, an update is kept if its cosine with
+      the coordinate-wise median of the round's updates is above this, in
+      [-1, 1).
+    norm_multiplier: Under `filtered_mean`, kept updates are clipped to this
+      many times the median of the round's update norms (> 0).
   """
   aggregator: str = 'mean'
   quantization_bits: int = 8
   compression_threshold: int = 16
   trim_fraction: float = 0.2
   keep_fraction: float = 0.1
+  min_cosine: float = 0.2
+  norm_multiplier: float = 1.0
 
   def check(self):
     checks.one_of('aggregator', self.aggregator, NAMES)
@@ -95,6 +110,8 @@ class AggregatorConfig:
     checks.at_least('compression_threshold', self.compression_threshold, 0)
     checks.in_range('trim_fraction', self.trim_fraction, 0, 0.5, high_open=True)
     checks.in_range('keep_fraction', self.keep_fraction, 0, 1, low_open=True)
+    checks.in_range('min_cosine', self.min_cosine, -1, 1, high_open=True)
+    checks.positive('norm_multiplier', self.norm_multiplier)
 
 
 # The default: the plain mean (frozen, so one instance serves every caller).
@@ -155,7 +172,12 @@ def build_aggregator(config: AggregatorConfig, *, weighted: bool, ignore_weights
     # An order statistic has no weighted form here: behind the weighted API the
     # client weights are ignored (every client counts once).
     return tff.aggregators.as_weighted_aggregator(factory) if weighted or ignore_weights else factory
-  if config.aggregator == 'secure':
+  if config.aggregator == 'filtered_mean':
+    from tff_common import robust_aggregation
+    options = dict(min_cosine=config.min_cosine, norm_multiplier=config.norm_multiplier)
+    factory = (robust_aggregation.FilteredMeanFactory(**options) if weighted
+               else robust_aggregation.UnweightedFilteredMeanFactory(**options))
+  elif config.aggregator == 'secure':
     factory = tff.learning.secure_aggregator(weighted=weighted)
   elif config.aggregator == 'robust':
     factory = tff.learning.robust_aggregator(weighted=weighted)

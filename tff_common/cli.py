@@ -119,7 +119,10 @@ def define_aggregator_flags(defaults: aggregation.AggregatorConfig):
                     'values, or random ones scaled up); '
                     'secure (secure aggregation: the server learns only the sum; simulated); '
                     "robust (TFF's adaptive zeroing and norm clipping, then the mean); "
-                    'median or trimmed_mean (coordinate-wise, unweighted; see --trim_fraction).')
+                    'median or trimmed_mean (coordinate-wise, unweighted; see --trim_fraction); '
+                    'filtered_mean (drops updates pointing away from the coordinate-wise median, '
+                    'clips the rest to the median norm, weighted mean: --min_cosine, '
+                    '--norm_multiplier).')
   flags.DEFINE_integer('quantization_bits', defaults.quantization_bits,
                        'Bits per value of a compressed update (1 to 16).')
   flags.DEFINE_integer('compression_threshold', defaults.compression_threshold,
@@ -127,6 +130,12 @@ def define_aggregator_flags(defaults: aggregation.AggregatorConfig):
   flags.DEFINE_float('keep_fraction', defaults.keep_fraction,
                      'Under --aggregator=topk or randk, the fraction of each tensor\'s values a '
                      'client sends, in (0, 1].')
+  flags.DEFINE_float('min_cosine', defaults.min_cosine,
+                     'Under --aggregator=filtered_mean, the smallest cosine between an update and '
+                     'the coordinate-wise median for the update to count.')
+  flags.DEFINE_float('norm_multiplier', defaults.norm_multiplier,
+                     'Under --aggregator=filtered_mean, kept updates are clipped to this times the '
+                     'median update norm (inf: no clipping).')
   flags.DEFINE_float('trim_fraction', defaults.trim_fraction,
                      'Under --aggregator=trimmed_mean, the share of clients dropped at each end '
                      'of every coordinate (0 to 0.5).')

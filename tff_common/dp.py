@@ -37,7 +37,7 @@ accounting does not cover: say so when reporting), or top-k sparsified
 record's norm, so the clip bound holds exactly). Random-k (`randk`) is refused:
 its n / k rescaling raises a record's norm up to n / k times the clip
 (`tff_common.sparsification`). Robust aggregators
-(`robust`, `median`, `trimmed_mean`) are refused with DP: their output is not
+(`robust`, `median`, `trimmed_mean`, `filtered_mean`) are refused with DP: their output is not
 a clipped sum, whose sensitivity the accounting assumes.
 """
 

@@ -121,3 +121,14 @@ def test_metrics_are_secure_summed_under_secure_aggregation_only():
   assert (aggregation.metrics_aggregator(aggregation.AggregatorConfig('secure'))
           is tff.learning.metrics.secure_sum_then_finalize)
   assert aggregation.metrics_aggregator(aggregation.MEAN) is tff.learning.metrics.sum_then_finalize
+
+
+def test_filtered_mean_drops_an_update_pointing_away_and_weights_the_rest(tff_context):
+  del tff_context
+  config = aggregation.AggregatorConfig('filtered_mean', norm_multiplier=float('inf'))
+  values = VALUES + [np.array([-30.0, -60.0], np.float32)]  # a sign-flipped, boosted client
+  weights = WEIGHTS + [np.float32(100.0)]
+  weighted = aggregation.build_aggregator(config, weighted=True)
+  np.testing.assert_allclose(_run(weighted, values, weights), [2.5, 5.0], rtol=1e-6)
+  unweighted = aggregation.build_aggregator(config, weighted=False)
+  np.testing.assert_allclose(_run(unweighted, values), [2.0, 4.0], rtol=1e-6)

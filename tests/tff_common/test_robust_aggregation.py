@@ -203,3 +203,168 @@ def test_unweighted_fed_avg_with_the_median_runs_a_round(tff_context):
     expected = np.median(np.stack([a[i] for a in alone]), axis=0)
     np.testing.assert_allclose(weights, expected, rtol=1e-5, atol=1e-6)
     assert np.any(weights != 0)
+
+
+# The filtered mean: FilteredMeanFactory (weighted) and UnweightedFilteredMeanFactory.
+
+def _run_weighted(factory, values, weights, value_type=UPDATE_TYPE):
+  process = factory.create(value_type, tff.TensorType(np.float32))
+  return process.next(process.initialize(), values, [np.float32(w) for w in weights])
+
+
+def _filtered_reference(updates, weights, *, min_cosine=0.2, norm_multiplier=1.0):
+  """The filtered mean in NumPy, on flattened updates: (result, kept, clipped)."""
+  flat = np.array([np.concatenate([np.ravel(t) for t in u]) for u in updates], np.float64)
+  reference = np.median(flat, axis=0)
+  norms = np.linalg.norm(flat, axis=1)
+  kept = flat @ reference / (norms * np.linalg.norm(reference)) > min_cosine
+  bound = norm_multiplier * np.median(norms)
+  clipped = kept & (norms > bound)
+  scales = np.where(clipped, bound / norms, 1.0)
+  kept_weights = np.where(kept, np.asarray(weights, np.float64), 0.0)
+  return (kept_weights * scales) @ flat / kept_weights.sum(), kept, clipped
+
+
+def _flat(update):
+  return np.concatenate([np.ravel(t) for t in update])
+
+
+def test_filtered_mean_processes_have_the_aggregator_types(tff_context):
+  del tff_context
+  weighted = robust_aggregation.FilteredMeanFactory()
+  assert isinstance(weighted, tff.aggregators.WeightedAggregationFactory)
+  assert (weighted.min_cosine, weighted.norm_multiplier) == (0.2, 1.0)
+  unweighted = robust_aggregation.UnweightedFilteredMeanFactory(min_cosine=0.0, norm_multiplier=2)
+  assert isinstance(unweighted, tff.aggregators.UnweightedAggregationFactory)
+  assert (unweighted.min_cosine, unweighted.norm_multiplier) == (0.0, 2.0)
+  for process, parameters in ((weighted.create(UPDATE_TYPE, tff.TensorType(np.float32)), 3),
+                              (unweighted.create(UPDATE_TYPE), 2)):
+    signature = process.next.type_signature
+    assert len(signature.parameter) == parameters
+    assert signature.parameter[1].placement == tff.CLIENTS
+    assert signature.parameter[1].member.is_identical_to(UPDATE_TYPE)
+    assert signature.result.result.placement == tff.SERVER
+    assert signature.result.result.member.is_identical_to(UPDATE_TYPE)
+    measurements = signature.result.measurements
+    assert measurements.placement == tff.SERVER
+    assert [name for name, _ in tff.structure.iter_elements(measurements.member)] == [
+        'num_clients', 'num_kept', 'num_clipped']
+
+
+def test_filtered_mean_drops_the_anti_aligned_clips_the_large_and_weights_the_rest(tff_context):
+  del tff_context
+  rng = np.random.default_rng(0)
+  direction = rng.normal(size=7)
+  honest = [direction * scale + rng.normal(scale=0.3, size=7) for scale in (1.0, 1.5, 0.8, 3.0)]
+  updates = [_update(u[:4], u[4:]) for u in honest]
+  updates.append(_update(-2 * direction[:4], -2 * direction[4:]))  # sign-flipped, heavy
+  weights = [40, 10, 5, 3, 100]
+  expected, kept, clipped = _filtered_reference(updates, weights)
+  # The case is what it says: the heavy client is dropped, the 3.0-scaled one clipped.
+  assert kept.tolist() == [True, True, True, True, False]
+  assert clipped.tolist() == [False, False, False, True, False]
+  out = _run_weighted(robust_aggregation.FilteredMeanFactory(), updates, weights)
+  np.testing.assert_allclose(_flat(out.result), expected, rtol=1e-5)
+  assert out.measurements == collections.OrderedDict(num_clients=5, num_kept=4, num_clipped=1)
+  # Unweighted: every client weighs 1.
+  out = _run(robust_aggregation.UnweightedFilteredMeanFactory(), updates)
+  np.testing.assert_allclose(_flat(out.result), _filtered_reference(updates, [1] * 5)[0], rtol=1e-5)
+  # A threshold above every honest cosine keeps nobody: zero, and said.
+  out = _run_weighted(robust_aggregation.FilteredMeanFactory(min_cosine=0.999999), updates, weights)
+  assert not np.any(_flat(out.result)) and out.measurements['num_kept'] == 0
+
+
+def test_filtered_mean_without_filtering_is_the_weighted_mean(tff_context):
+  """Nothing dropped (min_cosine=-1) or clipped (norm_multiplier=inf): TFF's own
+  weighted mean, on updates of mixed signs and sizes."""
+  del tff_context
+  weights = [7, 1, 3, 2, 5]
+  factory = robust_aggregation.FilteredMeanFactory(min_cosine=-1, norm_multiplier=float('inf'))
+  out = _run_weighted(factory, CLIENTS, weights)
+  mean = _run_weighted(tff.aggregators.MeanFactory(), CLIENTS, weights)
+  np.testing.assert_allclose(_flat(out.result), _flat(mean.result), rtol=1e-6)
+  assert out.measurements == collections.OrderedDict(num_clients=5, num_kept=5, num_clipped=0)
+
+
+def test_a_heavy_poisoning_client_moves_the_weighted_mean_but_not_the_filtered_mean(tff_context):
+  del tff_context
+  honest = [_update(np.full(4, v), np.full(3, -v)) for v in (0.9, 1.0, 1.1, 1.2)]
+  weights = [1, 1, 1, 1, 10]  # the attacker holds most of the weight
+  for poison in (100.0, -1.0, -100.0):  # boosted; sign-flipped; both
+    poisoned = honest + [_update(np.full(4, poison), np.full(3, -poison))]
+    mean = _run_weighted(tff.aggregators.MeanFactory(), poisoned, weights).result
+    assert not np.all((0.9 <= mean[0]) & (mean[0] <= 1.2)), poison
+    out = _run_weighted(robust_aggregation.FilteredMeanFactory(), poisoned, weights)
+    assert np.all((0.9 <= out.result[0]) & (out.result[0] <= 1.2)), (poison, out.result)
+    assert np.all((-1.2 <= out.result[1]) & (out.result[1] <= -0.9)), (poison, out.result)
+    # Boosted: kept but clipped to the median norm; flipped: dropped.
+    assert out.measurements['num_kept'] == (5 if poison > 0 else 4), poison
+
+
+def test_filtered_mean_drops_non_finite_updates_and_gives_zero_for_no_clients(tff_context):
+  del tff_context
+  value_type = tff.TensorType(np.float32, [2])
+  # Half of the clients non-finite, and one of them heavy: the reference and the
+  # median norm are those of the finite updates, so the rest are kept as they are.
+  values = [np.float32([1.0, 2.0]), np.float32([1.0, 2.0]), np.float32([np.nan, 2.0]),
+            np.float32([np.inf, 2.0])]
+  out = _run_weighted(robust_aggregation.FilteredMeanFactory(), values, [1, 1, 9, 1], value_type)
+  np.testing.assert_allclose(out.result, [1.0, 2.0])
+  assert out.measurements == collections.OrderedDict(num_clients=4, num_kept=2, num_clipped=0)
+  # A non-finite weight drops its client too.
+  values = [np.float32([1.0, 2.0]), np.float32([3.0, 6.0]), np.float32([2.0, 4.0])]
+  out = _run_weighted(robust_aggregation.FilteredMeanFactory(norm_multiplier=float('inf')),
+                      values, [1, 1, np.nan], value_type)
+  np.testing.assert_allclose(out.result, [2.0, 4.0])
+  assert out.measurements['num_kept'] == 2
+  empty = _run_weighted(robust_aggregation.FilteredMeanFactory(), [], [], value_type)
+  np.testing.assert_array_equal(empty.result, [0.0, 0.0])
+  assert empty.measurements['num_clients'] == 0
+
+
+def test_filtered_mean_options_and_types_are_checked():
+  for bad in (1.0, -1.5, float('nan'), '0.2', True):
+    with pytest.raises(errors.InputError, match=r'--min_cosine=.*: expected a number in \[-1, 1\)'):
+      robust_aggregation.FilteredMeanFactory(min_cosine=bad)
+  for bad in (0, -1.0, float('nan'), None, True):
+    with pytest.raises(errors.InputError, match=r'--norm_multiplier=.*: expected a number > 0'):
+      robust_aggregation.UnweightedFilteredMeanFactory(norm_multiplier=bad)
+  with pytest.raises(TypeError):
+    robust_aggregation.FilteredMeanFactory(0.2)  # keyword-only
+  factory = robust_aggregation.FilteredMeanFactory()
+  with pytest.raises(TypeError, match='weight'):
+    factory.create(UPDATE_TYPE, tff.TensorType(np.float32, [2]))
+  with pytest.raises(TypeError, match='float'):
+    factory.create(tff.TensorType(np.int32, [2]), tff.TensorType(np.float32))
+
+
+def test_weighted_fed_avg_with_the_filtered_mean_runs_a_round(tff_context):
+  """One round of TFF's weighted FedAvg: the new model is the initial one minus
+  the filtered mean of the updates each client alone would have sent."""
+  del tff_context
+
+  def model_fn():
+    keras_model = tf.keras.Sequential([tf.keras.layers.Dense(
+        1, input_shape=(2,), kernel_initializer='zeros')])
+    return tff.learning.models.from_keras_model(
+        keras_model, loss=tf.keras.losses.MeanSquaredError(),
+        input_spec=(tf.TensorSpec([None, 2], tf.float32), tf.TensorSpec([None, 1], tf.float32)))
+
+  process = tff.learning.algorithms.build_weighted_fed_avg(
+      model_fn, client_optimizer_fn=tff.learning.optimizers.build_sgdm(0.1),
+      model_aggregator=robust_aggregation.FilteredMeanFactory())
+  datasets, sizes = [], (4, 8, 12, 16)
+  for k, (slope, size) in enumerate(zip((1.0, 1.5, 2.0, -50.0), sizes)):  # the last is far off
+    x = np.random.default_rng(k).normal(size=(size, 2)).astype(np.float32)
+    y = (x @ np.float32([[slope], [0.5]])).astype(np.float32)
+    datasets.append(tf.data.Dataset.from_tensor_slices((x, y)).batch(4))
+  state = process.initialize()
+  initial = process.get_model_weights(state).trainable
+  alone = [process.get_model_weights(process.next(state, [d]).state).trainable for d in datasets]
+  updates = [[i - a for i, a in zip(initial, model, strict=True)] for model in alone]
+  expected, kept, _ = _filtered_reference(updates, sizes)
+  assert kept.tolist() == [True, True, True, False]
+  output = process.next(state, datasets)
+  assert output.metrics['aggregator']['num_kept'] == 3
+  new = process.get_model_weights(output.state).trainable
+  np.testing.assert_allclose(_flat(new), _flat(initial) - expected, rtol=1e-5, atol=1e-6)

@@ -55,7 +55,7 @@ def test_data_config_is_read_under_either_name(tmp_path, file_name):
     (config_lib.TrainConfig(implicit_l2=-0.1), '--implicit_l2=-0.1: expected a number >= 0'),
     (config_lib.TrainConfig(aggregator='krum'),
      "--aggregator='krum': expected one of mean, compressed, topk, randk, secure, robust, "
-     'median, trimmed_mean'),
+     'median, trimmed_mean, filtered_mean'),
     (config_lib.TrainConfig(algorithm='fedavg', dp_noise_multiplier=1.0),
      "--algorithm='fedavg': expected fedrecon with differential privacy (FedAvg ships user "
      'rows, the centralized baseline pools the ratings)'),
