@@ -14,7 +14,8 @@
   robust_aggregation  median, trimmed mean and filtered mean of client updates (TFF factories)
   quiet           TensorFlow's start-up log noise, filtered without hiding errors
   run_dir         a run directory's file names and layout, and typed readers/writers
-  runtime         TFF's C++ execution context with an owned worker that cannot outlive us
+  runtime         TFF's C++ execution context over one or more workers (owned ones cannot outlive us)
   sparsification  top-k and random-k sparsified sums of client updates (TFF factories)
+  worker          `python -m tff_common.worker`: serve or health-check a TFF worker on a host
   seeding         the seeding rule: per-(seed, round, client) generators, the global seed
 """

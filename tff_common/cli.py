@@ -53,7 +53,7 @@ def run(main, *, federated: bool = True):
       # runs no federated computation.
       runtime.install_signal_handlers()
       if federated:
-        runtime.install_execution_context()
+        install_runtime_from_flags()
       return main(argv)
     except errors.InputError as e:
       _exit(f'error: {e}', 2)
@@ -62,7 +62,31 @@ def run(main, *, federated: bool = True):
     except KeyboardInterrupt:
       _exit('interrupted', 128 + signal.SIGINT)
 
+  if federated:
+    define_runtime_flags()
   app.run(guarded, flags_parser=_parse_flags)
+
+
+def define_runtime_flags():
+  """`--workers` and `--local_workers`: where the federated computations run
+  (`tff_common.runtime`). Defined here once, by `run`, for every binary that
+  runs them."""
+  if 'local_workers' in flags.FLAGS:
+    return
+  flags.DEFINE_list('workers', [],
+                    'host:port of running TFF workers to compute on (start one on a host with '
+                    '`python -m tff_common.worker --port=PORT`; see docs/DEPLOYMENT.md). Each '
+                    "round's clients are split among all workers, local and remote.")
+  flags.DEFINE_integer('local_workers', None,
+                       'TFF workers to start on this machine, stopped with this process '
+                       '(default: 1, or 0 with --workers).')
+
+
+def install_runtime_from_flags():
+  """TFF's runtime on the workers of `--workers` / `--local_workers` (a bad
+  value or an unreachable worker is an `errors.InputError`)."""
+  runtime.install_execution_context(workers=flags.FLAGS.workers,
+                                    local_workers=flags.FLAGS.local_workers)
 
 
 def _parse_flags(argv):
