@@ -98,12 +98,7 @@ def build_process(config: config_lib.AlgorithmConfig, model_fn, *,
         metrics_aggregator=aggregation.metrics_aggregator(config))
 
   client_optimizer = tff.learning.optimizers.build_sgdm(config.client_lr)
-  if config.algorithm == 'fedadam':
-    server_optimizer = tff.learning.optimizers.build_adam(config.server_lr)
-  elif config.algorithm == 'fedyogi':
-    server_optimizer = tff.learning.optimizers.build_yogi(config.server_lr)
-  else:
-    server_optimizer = tff.learning.optimizers.build_sgdm(config.server_lr, momentum=momentum)
+  server_optimizer = _server_optimizer(config, momentum)
   weighted = _weighted(config)
   aggregator = aggregation.build_aggregator(config, weighted=weighted)
   if poisoned_updates:
@@ -127,6 +122,15 @@ def build_process(config: config_lib.AlgorithmConfig, model_fn, *,
                  metrics_aggregator=aggregation.metrics_aggregator(config))
 
 
+def _server_optimizer(config, momentum):
+  """The server optimizer of the FedAvg family: Adam, Yogi, or SGD(M)."""
+  if config.algorithm == 'fedadam':
+    return tff.learning.optimizers.build_adam(config.server_lr)
+  if config.algorithm == 'fedyogi':
+    return tff.learning.optimizers.build_yogi(config.server_lr)
+  return tff.learning.optimizers.build_sgdm(config.server_lr, momentum=momentum)
+
+
 def _build_bank_level_dp(config, model_fn, *, momentum, noise_multiplier, banks_per_round,
                          seed):
   """TFF's builders with the DP mean over banks (uniform: a weight would scale
@@ -142,12 +146,7 @@ def _build_bank_level_dp(config, model_fn, *, momentum, noise_multiplier, banks_
         model_aggregator=tff.aggregators.as_weighted_aggregator(dp_mean),
         metrics_aggregator=no_metrics)
   client_optimizer = tff.learning.optimizers.build_sgdm(config.client_lr)
-  if config.algorithm == 'fedadam':
-    server_optimizer = tff.learning.optimizers.build_adam(config.server_lr)
-  elif config.algorithm == 'fedyogi':
-    server_optimizer = tff.learning.optimizers.build_yogi(config.server_lr)
-  else:
-    server_optimizer = tff.learning.optimizers.build_sgdm(config.server_lr, momentum=momentum)
+  server_optimizer = _server_optimizer(config, momentum)
   if config.algorithm == 'fedprox':
     return tff.learning.algorithms.build_unweighted_fed_prox(
         model_fn, proximal_strength=config.mu, client_optimizer_fn=client_optimizer,

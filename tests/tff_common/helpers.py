@@ -4,20 +4,24 @@ problem and a process check."""
 import numpy as np
 
 
-def linear_process():
-  """TFF's weighted FedAvg on a 2-feature linear model starting at zero."""
+def linear_model_fn():
+  """A `tff.learning` model: a 2-feature linear model starting at zero, MSE."""
   import tensorflow as tf
   import tensorflow_federated as tff
 
-  def model_fn():
-    keras_model = tf.keras.Sequential([tf.keras.layers.Dense(
-        1, input_shape=(2,), kernel_initializer='zeros')])
-    return tff.learning.models.from_keras_model(
-        keras_model, loss=tf.keras.losses.MeanSquaredError(),
-        input_spec=(tf.TensorSpec([None, 2], tf.float32), tf.TensorSpec([None, 1], tf.float32)))
+  keras_model = tf.keras.Sequential([tf.keras.layers.Dense(
+      1, input_shape=(2,), kernel_initializer='zeros')])
+  return tff.learning.models.from_keras_model(
+      keras_model, loss=tf.keras.losses.MeanSquaredError(),
+      input_spec=(tf.TensorSpec([None, 2], tf.float32), tf.TensorSpec([None, 1], tf.float32)))
+
+
+def linear_process(**kwargs):
+  """TFF's weighted FedAvg (client SGD 0.1) of `linear_model_fn`."""
+  import tensorflow_federated as tff
 
   return tff.learning.algorithms.build_weighted_fed_avg(
-      model_fn, client_optimizer_fn=tff.learning.optimizers.build_sgdm(0.1))
+      linear_model_fn, client_optimizer_fn=tff.learning.optimizers.build_sgdm(0.1), **kwargs)
 
 
 def linear_datasets(ids, round_num, *, examples: int = 16, overflow: bool = False):

@@ -7,6 +7,7 @@ import pytest
 import tensorflow as tf
 import tensorflow_federated as tff
 
+from tests.tff_common import helpers
 from tff_common import errors
 from tff_common import robust_aggregation
 
@@ -179,15 +180,8 @@ def test_unweighted_fed_avg_with_the_median_runs_a_round(tff_context):
   client alone would have produced (the server optimizer is SGD with rate 1)."""
   del tff_context
 
-  def model_fn():
-    keras_model = tf.keras.Sequential([tf.keras.layers.Dense(
-        1, input_shape=(2,), kernel_initializer='zeros')])
-    return tff.learning.models.from_keras_model(
-        keras_model, loss=tf.keras.losses.MeanSquaredError(),
-        input_spec=(tf.TensorSpec([None, 2], tf.float32), tf.TensorSpec([None, 1], tf.float32)))
-
   process = tff.learning.algorithms.build_unweighted_fed_avg(
-      model_fn, client_optimizer_fn=tff.learning.optimizers.build_sgdm(0.1),
+      helpers.linear_model_fn, client_optimizer_fn=tff.learning.optimizers.build_sgdm(0.1),
       model_aggregator=robust_aggregation.MedianFactory())
   datasets = []
   for k, slope in enumerate((1.0, 2.0, -50.0)):  # the third client is far off
@@ -343,16 +337,7 @@ def test_weighted_fed_avg_with_the_filtered_mean_runs_a_round(tff_context):
   the filtered mean of the updates each client alone would have sent."""
   del tff_context
 
-  def model_fn():
-    keras_model = tf.keras.Sequential([tf.keras.layers.Dense(
-        1, input_shape=(2,), kernel_initializer='zeros')])
-    return tff.learning.models.from_keras_model(
-        keras_model, loss=tf.keras.losses.MeanSquaredError(),
-        input_spec=(tf.TensorSpec([None, 2], tf.float32), tf.TensorSpec([None, 1], tf.float32)))
-
-  process = tff.learning.algorithms.build_weighted_fed_avg(
-      model_fn, client_optimizer_fn=tff.learning.optimizers.build_sgdm(0.1),
-      model_aggregator=robust_aggregation.FilteredMeanFactory())
+  process = helpers.linear_process(model_aggregator=robust_aggregation.FilteredMeanFactory())
   datasets, sizes = [], (4, 8, 12, 16)
   for k, (slope, size) in enumerate(zip((1.0, 1.5, 2.0, -50.0), sizes)):  # the last is far off
     x = np.random.default_rng(k).normal(size=(size, 2)).astype(np.float32)
