@@ -43,12 +43,19 @@ CREDIT = {
     # Fewer rounds (local epochs) and fewer bytes per round (quantization) compound.
     'fedavg_e5_2bit': dict(local_epochs=5, aggregator='compressed', quantization_bits=2),
     'fedavg_e5_1bit': dict(local_epochs=5, aggregator='compressed', quantization_bits=1),
+    # Sparsified updates: the largest quarter of each tensor, or a random quarter scaled up.
+    'fedavg_e1_top25': dict(aggregator='topk', keep_fraction=0.25),
+    'fedavg_e1_rand25': dict(aggregator='randk', keep_fraction=0.25),
+    'fedavg_e5_top25': dict(local_epochs=5, aggregator='topk', keep_fraction=0.25),
 }
 REC = {
     'fedrecon': dict(),
     'fedrecon_8bit': dict(aggregator='compressed', quantization_bits=8),
     'fedrecon_4bit': dict(aggregator='compressed', quantization_bits=4),
     'fedrecon_2bit': dict(aggregator='compressed', quantization_bits=2),
+    # A client touches a median 216 of 7,933 item rows (3% of each tensor):
+    # the largest 5% keeps nearly every nonzero value.
+    'fedrecon_top5': dict(aggregator='topk', keep_fraction=0.05),
 }
 REC_TARGET_RMSE = 0.90
 CREDIT_AUC_MARGIN = 0.005
