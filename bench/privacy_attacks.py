@@ -33,7 +33,12 @@ sys.path.insert(0, REPO)
 CREDIT_DEFENCES = ('mean', 'compressed', 'robust', 'median', 'trimmed_mean', 'secure')
 # Recommendation: FedRecon's defences (the robust ones are credit's question:
 # a median over 50 users' 2 MB updates is a server-memory exercise).
-REC_DEFENCES = ('mean', 'compressed', 'robust', 'secure')
+REC_DEFENCES = ('mean', 'compressed', 'robust', 'secure', 'dp')
+# User-level DP-FedRecon at epsilon 10 (Poisson sampling; the server step and
+# clip bench/privacy_utility.py found best). Central DP: the server sees the
+# clipped updates before it adds its noise, and that is what is attacked.
+REC_DP_FLAGS = ('--target_epsilon=10', '--client_sampling=poisson', '--dp_clip=0.1',
+                '--server_lr=10')
 
 flags.DEFINE_string('output_dir', None, 'Where the runs and the tables go.', required=True)
 flags.DEFINE_list('jobs', ['credit', 'rec'], 'credit, rec or both.')
@@ -107,9 +112,11 @@ def rec_rows(root):
   rows = []
   for defence in FLAGS.rec_defences:
     run = os.path.join(root, 'rec', defence)
+    aggregator = 'mean' if defence == 'dp' else defence
+    extra = REC_DP_FLAGS if defence == 'dp' else ()
     if not os.path.exists(os.path.join(run, 'fedrecon', 'model.npz')):
-      _run('tff_rec.train', f'--output_dir={run}', f'--aggregator={defence}',
-           f'--rounds={FLAGS.rec_rounds}')
+      _run('tff_rec.train', f'--output_dir={run}', f'--aggregator={aggregator}',
+           f'--rounds={FLAGS.rec_rounds}', *extra)
     quality_file = os.path.join(run, 'quality.json')
     if not os.path.exists(quality_file):
       rmse, hr = _rec_quality(run)
@@ -120,10 +127,10 @@ def rec_rows(root):
     summary_file = os.path.join(run, 'attack', 'summary.json')
     settings = {v.get('setting') for v in _json(summary_file)['views']} if os.path.exists(
         summary_file) else set()
-    if defence not in settings:
-      _run('tff_rec.attack', f'--output_dir={run}', f'--aggregator={defence}', *cohort)
+    if aggregator not in settings:
+      _run('tff_rec.attack', f'--output_dir={run}', f'--aggregator={aggregator}', *cohort)
     for view in _json(summary_file)['views']:
-      if view.get('setting') != defence:
+      if view.get('setting') != aggregator:
         continue
       quality_text = f"RMSE {quality['rmse']:.4f}, HR@10 {quality['hr@10']:.4f}"
       items = view['rated_items']

@@ -162,6 +162,12 @@ def build_observer(split: split_lib.Split, config: config_lib.TrainConfig,
   its update) as the aggregator delivered it to the server; and the round's
   training RMSE from the process's metrics (None if it reports none). Every
   call starts from the same state (the aggregator's too).
+
+  A model trained with user-level DP (`config.dp_enabled`) is observed as its
+  server sees it: the clients' clipped updates, before the server adds its own
+  noise (central DP protects the released model, not the updates from the
+  server), averaged over the view's clients (the DP mean divides by the
+  expected cohort; the observation is rescaled to the view's).
   """
   # TFF only here: the attacks themselves are NumPy.
   import tensorflow_federated as tff
@@ -170,7 +176,9 @@ def build_observer(split: split_lib.Split, config: config_lib.TrainConfig,
       config, server_lr=SERVER_LR,
       **{f.name: getattr(aggregator, f.name)
          for f in dataclasses.fields(aggregation.AggregatorConfig)})
-  process, layers = algorithms.build_process(split, observing)
+  # Under DP: the noise multiplier 0, i.e. the server's view before its noise.
+  process, layers = algorithms.build_process(split, observing, noise_multiplier=0.0)
+  expected_cohort = min(observing.clients_per_round or len(split.train), len(split.train))
   weights = params_lib.global_weights(params)
   state = process.set_model_weights(process.initialize(), tff.learning.models.ModelWeights(
       trainable=list(weights), non_trainable=[]))
@@ -183,6 +191,8 @@ def build_observer(split: split_lib.Split, config: config_lib.TrainConfig,
     output = process.next(state, client_data_fn(list(client_ids), round_num))
     after = algorithms.trainable_weights(process, output.state)
     deltas = [(np.asarray(a, np.float32) - b) / SERVER_LR for a, b in zip(after, before)]
+    if observing.dp_enabled:
+      deltas = [d * expected_cohort / len(client_ids) for d in deltas]
     metrics = program.flatten_metrics(output.metrics)
     rmse = metrics.get(_TRAINING_RMSE)
     return Observation(params_lib.from_weights(deltas, layers, l2=0.0),
