@@ -14,6 +14,10 @@ federated round executed by TFF's runtime (installed once per process: see
     skipped, never trusted.
 *   Metrics of every round, released to `metrics.csv` (rows past the resumed
     round are replaced) and to TensorBoard, and one progress line per round.
+*   With a `Selection` (a metric of `evaluate_fn`, e.g. validation AUC, and
+    whether higher is better): the state of the best round so far, kept in
+    memory and checkpointed beside the regular checkpoints, so a run returns
+    (and a resumed run recovers) both the last and the best model.
 *   Safety: the run directory is locked while training (`RunDir.lock`);
     temporary checkpoints left by a crash are removed at the start; a round
     whose update or new model is not finite is refused (`errors.TrainingFailed`)
@@ -105,12 +109,39 @@ def flatten_metrics(metrics: Any, prefix: str = '') -> dict[str, float]:
   return flat
 
 
+@dataclasses.dataclass(frozen=True)
+class Selection:
+  """Which round's state a run reports besides the last: the one whose
+  `metric` (a name `evaluate_fn` returns, e.g. 'val/auc'; never a test
+  metric) is best, 'max' or 'min' (`mode`); the earliest on a tie. Rounds
+  without a finite value of it are never selected."""
+  metric: str
+  mode: str = 'max'
+
+  def __post_init__(self):
+    if self.mode not in ('max', 'min'):
+      raise ValueError(f'Selection mode must be max or min, got {self.mode!r}')
+
+  def better(self, value: float, than: float) -> bool:
+    if not np.isfinite(value):
+      return False
+    if not np.isfinite(than):
+      return True
+    return value > than if self.mode == 'max' else value < than
+
+
 @dataclasses.dataclass
 class TrainingResult:
   state: Any
   rounds_run: int          # rounds executed by this call (0 if already done)
   resumed_from: int        # round of the checkpoint we started from (0: fresh)
   history: list[dict[str, float]]
+  # With a `Selection`: the best round's state, its round (counting resumed
+  # runs' rounds) and value; None / 0 / nan without one, or if no round had a
+  # value (then the caller reports the last state).
+  best_state: Any = None
+  best_round: int = 0
+  best_value: float = float('nan')
 
 
 class Checkpoints:
@@ -120,10 +151,12 @@ class Checkpoints:
   _COMPLETE = re.compile(r'round_(\d+)$')
   _TEMPORARY = re.compile(r'round_\d+_temp')
 
-  def __init__(self, run: run_dir_lib.RunDir, *, keep_total: int = 3):
+  def __init__(self, run: run_dir_lib.RunDir, *, keep_total: int = 3,
+               root_dir: Optional[str] = None):
     self._run = run
+    self._root = root_dir or run.checkpoints
     self._manager = tff.program.FileProgramStateManager(
-        root_dir=run.checkpoints, prefix='round_', keep_total=keep_total,
+        root_dir=self._root, prefix='round_', keep_total=keep_total,
         keep_first=False)
 
   def remove_temporary(self, log: Callable[[str], None]):
@@ -132,10 +165,10 @@ class Checkpoints:
     Only safe under the run directory's lock: another process's temporary
     checkpoint may be a save in progress.
     """
-    stale = sorted(name for name in os.listdir(self._run.checkpoints)
+    stale = sorted(name for name in os.listdir(self._root)
                    if self._TEMPORARY.match(name))
     for name in stale:
-      shutil.rmtree(os.path.join(self._run.checkpoints, name), ignore_errors=True)
+      shutil.rmtree(os.path.join(self._root, name), ignore_errors=True)
     if stale:
       log(f'removed {len(stale)} temporary checkpoint{"s" if len(stale) > 1 else ""} left by '
           f'an interrupted run: {", ".join(stale)}')
@@ -143,12 +176,28 @@ class Checkpoints:
   def newest(self) -> int:
     """The round of the newest complete checkpoint on disk (0: none): where a
     rerun resumes from."""
+    return max(self.rounds(), default=0)
+
+  def rounds(self) -> list[int]:
+    """The rounds of the complete checkpoints on disk."""
     try:
-      names = os.listdir(self._run.checkpoints)
+      names = os.listdir(self._root)
     except OSError:
-      return 0
-    rounds = [int(m.group(1)) for m in map(self._COMPLETE.match, names) if m]
-    return max(rounds, default=0)
+      return []
+    return sorted(int(m.group(1)) for m in map(self._COMPLETE.match, names) if m)
+
+  def load(self, structure, round_num: int) -> Any:
+    """The checkpoint of `round_num`, or None if it is missing or unreadable."""
+    try:
+      return asyncio.run(self._manager.load(round_num, structure))
+    except Exception:  # missing, or torn by a crash: the caller says what it does instead
+      return None
+
+  def remove_after(self, round_num: int):
+    """Removes the checkpoints of rounds after `round_num` (a resume from it
+    runs them again)."""
+    for later in (r for r in self.rounds() if r > round_num):
+      shutil.rmtree(os.path.join(self._root, f'round_{later}'), ignore_errors=True)
 
   def load_latest(self, structure, log: Callable[[str], None]) -> tuple[Any, int]:
     versions = asyncio.run(self._manager.get_versions()) or []
@@ -162,12 +211,12 @@ class Checkpoints:
         aside = os.path.join(self._run.unreadable_checkpoints, f'round_{version}')
         os.makedirs(os.path.dirname(aside), exist_ok=True)
         shutil.rmtree(aside, ignore_errors=True)
-        os.replace(os.path.join(self._run.checkpoints, f'round_{version}'), aside)
+        os.replace(os.path.join(self._root, f'round_{version}'), aside)
         log(f'checkpoint of round {version} is unreadable ({type(e).__name__}); '
             f'moved to {aside}, trying an older one')
     if versions:
       # Not silently: the user expected a resume.
-      log(f'no readable checkpoint in {self._run.checkpoints}; training starts from round 1')
+      log(f'no readable checkpoint in {self._root}; training starts from round 1')
     return None, 0
 
   def save(self, state, round_num: int):
@@ -184,6 +233,7 @@ def run_training(
     evaluate_fn: Optional[MetricsFn] = None,
     progress_keys: Sequence[str] = ('loss',),
     wire: Optional[communication.Wire] = None,
+    selection: Optional[Selection] = None,
     log: Callable[[str], None] = progress.print_flushed,
 ) -> TrainingResult:
   """Trains `process` to `config.rounds` rounds in `run`, resuming if checkpoints exist.
@@ -204,10 +254,16 @@ def run_training(
       the progress line, besides the round and its seconds.
     wire: The encoding of the process's messages; with it, each round's
       metrics hold the bytes it moved (`tff_common.communication`).
+    selection: Which round is the best (a metric of `evaluate_fn`). The best
+      round's state is checkpointed to `run.best_checkpoints` (before the
+      regular checkpoint of the same round, so a regular checkpoint never
+      outlives the best state it follows); a resume recomputes the best round
+      from metrics.csv up to the resumed round and loads its state.
     log: Where progress lines go.
 
   Returns:
-    A `TrainingResult` with the final state and this call's metric history.
+    A `TrainingResult` with the final state and this call's metric history,
+    and, with `selection`, the best round and its state.
 
   Raises:
     errors.InputError: another process holds `run` (see `RunDir.lock`, which
@@ -222,11 +278,60 @@ def run_training(
     return _run_training(process=process, client_ids=client_ids,
                          client_data_fn=client_data_fn, run=run, config=config,
                          evaluate_fn=evaluate_fn, progress_keys=progress_keys, wire=wire,
-                         log=log)
+                         selection=selection, log=log)
+
+
+class _Best:
+  """The best round so far under a `Selection`, and its checkpoints.
+
+  Its state is saved when the regular checkpoint of a round is (first), so the
+  best of the rounds up to any regular checkpoint is on disk; two versions are
+  kept, so a crash between the two saves leaves the one a resume needs.
+  """
+
+  def __init__(self, run: run_dir_lib.RunDir, selection: Selection):
+    self.selection = selection
+    self.state, self.round, self.value = None, 0, float('nan')
+    self._run = run
+    self._saved_round = 0
+    self._checkpoints = Checkpoints(run, keep_total=2, root_dir=run.best_checkpoints)
+
+  def resume(self, structure, start_round: int, log: Callable[[str], None]):
+    """The best of rounds 1..start_round, from metrics.csv and its checkpoint."""
+    os.makedirs(self._run.best_checkpoints, exist_ok=True)
+    self._checkpoints.remove_temporary(log)
+    # Those rounds run again (identically: sampling and shuffles are seeded).
+    self._checkpoints.remove_after(start_round)
+    if start_round == 0:
+      return
+    best_round, value = self._run.best(self.selection.metric, mode=self.selection.mode,
+                                       up_to=start_round)
+    if best_round == 0:
+      return
+    state = self._checkpoints.load(structure, best_round)
+    if state is None:
+      # Only a crash between checkpoints can lose it; said, never hidden.
+      log(f'the checkpoint of the best round so far ({best_round}, '
+          f'{self.selection.metric} {value:.4f}) is missing or unreadable; the best is '
+          f'chosen among rounds {start_round + 1} and later')
+      return
+    self.state, self.round, self.value = state, best_round, value
+    self._saved_round = best_round
+    log(f'best round so far: {best_round} ({self.selection.metric} {value:.4f})')
+
+  def observe(self, state, round_num: int, metrics: Mapping[str, float]):
+    value = metrics.get(self.selection.metric, float('nan'))
+    if self.selection.better(value, self.value):
+      self.state, self.round, self.value = state, round_num, value
+
+  def save(self):
+    if self.round and self.round != self._saved_round:
+      self._checkpoints.save(self.state, self.round)
+      self._saved_round = self.round
 
 
 def _run_training(*, process, client_ids, client_data_fn, run, config, evaluate_fn,
-                  progress_keys, wire, log) -> TrainingResult:
+                  progress_keys, wire, selection, log) -> TrainingResult:
   checkpoints = Checkpoints(run)
   checkpoints.remove_temporary(log)
   releases = tff.program.GroupingReleaseManager([
@@ -241,6 +346,10 @@ def _run_training(*, process, client_ids, client_data_fn, run, config, evaluate_
     state, start_round = initial_state, 0
   else:
     log(f'resuming from the checkpoint of round {start_round} in {run.path}')
+  best = None
+  if selection is not None:
+    best = _Best(run, selection)
+    best.resume(initial_state, start_round, log)
   total_rounds = config.rounds
   if start_round >= total_rounds:
     log(f'already trained for {start_round} rounds (asked for {total_rounds}); '
@@ -275,7 +384,11 @@ def _run_training(*, process, client_ids, client_data_fn, run, config, evaluate_
       metrics[run_dir_lib.SECONDS] = time.perf_counter() - started
       history.append(metrics)
       asyncio.run(releases.release(metrics, key=round_num))
+      if best is not None:
+        best.observe(state, round_num, metrics)
       if round_num % config.rounds_per_checkpoint == 0 or round_num == total_rounds:
+        if best is not None:
+          best.save()
         checkpoints.save(state, round_num)
       log(_progress_line(round_num, total_rounds, metrics, progress_keys))
   except (KeyboardInterrupt, errors.Interrupted) as e:
@@ -288,8 +401,11 @@ def _run_training(*, process, client_ids, client_data_fn, run, config, evaluate_
     where = f'after round {newest}' if newest >= round_num else f'at round {round_num}'
     raise errors.Interrupted(f'interrupted {where}; rerun the same command to resume from '
                              f'round {newest + 1}', code) from None
-  return TrainingResult(state=state, rounds_run=len(history),
-                        resumed_from=start_round, history=history)
+  result = TrainingResult(state=state, rounds_run=len(history),
+                          resumed_from=start_round, history=history)
+  if best is not None and best.round:
+    result.best_state, result.best_round, result.best_value = best.state, best.round, best.value
+  return result
 
 
 _NON_FINITE_UPDATE = 'update_non_finite'

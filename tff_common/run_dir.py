@@ -6,9 +6,15 @@ Both jobs write a training run the same way:
     DIR/config.json              the run's settings; a rerun must match them
     DIR/checkpoints/round_N/     learning-process state (tff.program), resume point
     DIR/checkpoints_unreadable/  checkpoints torn by a crash, moved aside
+    DIR/checkpoints_best/round_N/  the state of the best round so far (with a
+                                 selection rule: `tff_common.program.Selection`)
     DIR/metrics.csv              one row per round, TFF's metric names flattened
     DIR/tensorboard/             the same metrics for TensorBoard
     DIR/model.npz                the released weights by name, plus metadata
+                                 (with a selection rule: the reported round's;
+                                 `selected_round` in its metadata)
+    DIR/model_last.npz, model_best.npz  the other round's model: the last
+                                 round's when the best is reported, and back
     DIR/report.md, summary.json, <name>.png   evaluation outputs
 
 tff_credit adds DIR/schema.json (the feature encoding the model was trained
@@ -42,7 +48,11 @@ LOCK = '.lock'
 CONFIG = 'config.json'
 SCHEMA = 'schema.json'
 MODEL = 'model.npz'
+# The model not reported, kept beside model.npz (same format).
+MODEL_LAST = 'model_last.npz'
+MODEL_BEST = 'model_best.npz'
 CHECKPOINTS = 'checkpoints'
+BEST_CHECKPOINTS = 'checkpoints_best'
 UNREADABLE_CHECKPOINTS = 'checkpoints_unreadable'
 METRICS = 'metrics.csv'
 TENSORBOARD = 'tensorboard'
@@ -173,6 +183,10 @@ class RunDir:
     return self.file(CHECKPOINTS)
 
   @property
+  def best_checkpoints(self) -> str:
+    return self.file(BEST_CHECKPOINTS)
+
+  @property
   def unreadable_checkpoints(self) -> str:
     return self.file(UNREADABLE_CHECKPOINTS)
 
@@ -257,10 +271,11 @@ class RunDir:
 
   # The released model.
 
-  def save_model(self, arrays: Mapping[str, np.ndarray], **metadata):
-    """Writes the named arrays and JSON metadata to model.npz, atomically."""
+  def save_model(self, arrays: Mapping[str, np.ndarray], *, file_name: str = MODEL, **metadata):
+    """Writes the named arrays and JSON metadata to model.npz (or `file_name`,
+    e.g. `MODEL_LAST`), atomically."""
     self.makedirs()
-    path = self.file(MODEL)
+    path = self.file(file_name)
     try:
       with files.atomic_path(path) as tmp:
         np.savez(tmp, **{k: np.asarray(v) for k, v in arrays.items()},
@@ -268,19 +283,20 @@ class RunDir:
     except OSError as e:
       raise errors.InputError(_cannot_write(path, e)) from None
 
-  def load_model(self, *, missing_hint: str = '') -> tuple[dict[str, np.ndarray], dict]:
-    """(named arrays in stored order, metadata) of model.npz.
+  def load_model(self, *, missing_hint: str = '',
+                 file_name: str = MODEL) -> tuple[dict[str, np.ndarray], dict]:
+    """(named arrays in stored order, metadata) of model.npz (or `file_name`).
 
     Raises:
       errors.InputError: the file is missing (with `missing_hint`) or
         unreadable (truncated, not an archive, no metadata), naming it.
     """
-    path = self._existing(MODEL)
+    path = self._existing(file_name)
     try:
       with np.load(path) as archive:
         arrays = {k: archive[k] for k in archive.files if k not in (_METADATA, 'metadata')}
         meta_key = next((k for k in (_METADATA, 'metadata') if k in archive.files), None)
-        if meta_key is None and path == self.file(MODEL):
+        if meta_key is None and path == self.file(file_name):
           # Every model.npz this code writes has it (only the older
           # model_weights.npz had none): without it the file is not ours.
           raise ValueError('no metadata')
@@ -315,6 +331,19 @@ class RunDir:
   def training_loss(self) -> tuple[list[int], list[float]]:
     """The clients' mean training loss per round, as TFF reports it."""
     return self.curve(TRAINING_LOSS)
+
+  def best(self, name: str, *, mode: str, up_to: int) -> tuple[int, float]:
+    """(round, value) of the best finite value of metric `name` over rounds
+    1..up_to ('max' or 'min'; the earliest round on a tie), or (0, nan) if
+    none has one."""
+    best_round, best_value = 0, float('nan')
+    for row in sorted(self.metrics(), key=lambda r: r[ROUND]):
+      value, round_num = row.get(name), int(row[ROUND])
+      if value is None or not np.isfinite(value) or round_num > up_to:
+        continue
+      if best_round == 0 or (value > best_value if mode == 'max' else value < best_value):
+        best_round, best_value = round_num, value
+    return best_round, best_value
 
   def total(self, name: str, rounds: int) -> float:
     """The sum of metric `name` over rounds 1..rounds (e.g. the bytes a run moved)."""

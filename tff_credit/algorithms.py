@@ -11,7 +11,14 @@ aggregator chosen in `tff_common.aggregation` and applies its optimizer.
   fedprox  fedavg plus a proximal term mu/2 ||w - w_global||^2 on each bank
   fedadam  fedavg with Adam on the server (Reddi et al. 2021)
   fedyogi  fedavg with Yogi on the server
+  mime_lite  local SGD with momentum whose momentum is the server's: each bank
+           steps with the server's optimizer state, frozen during the round;
+           the banks also send their full-batch gradient at the broadcast
+           model, whose mean updates that state on the server (Karimireddy
+           et al. 2021; TFF's `build_weighted_mime_lite`)
 """
+
+import dataclasses
 
 import numpy as np
 import tensorflow_federated as tff
@@ -97,9 +104,13 @@ def build_process(config: config_lib.AlgorithmConfig, model_fn, *,
         model_fn, server_optimizer_fn=server_optimizer, model_aggregator=aggregator,
         metrics_aggregator=aggregation.metrics_aggregator(config))
 
+  weighted = _weighted(config)
+  if config.algorithm == 'mime_lite':
+    if poisoned_updates:
+      raise ValueError('mime_lite runs no model-poisoning simulation (config.check refuses it)')
+    return _build_mime_lite(config, model_fn, weighted=weighted)
   client_optimizer = tff.learning.optimizers.build_sgdm(config.client_lr)
   server_optimizer = _server_optimizer(config, momentum)
-  weighted = _weighted(config)
   aggregator = aggregation.build_aggregator(config, weighted=weighted)
   if poisoned_updates:
     if not weighted:
@@ -120,6 +131,36 @@ def build_process(config: config_lib.AlgorithmConfig, model_fn, *,
   return builder(model_fn, client_optimizer_fn=client_optimizer,
                  server_optimizer_fn=server_optimizer, model_aggregator=aggregator,
                  metrics_aggregator=aggregation.metrics_aggregator(config))
+
+
+# Mime-lite's base optimizer is SGD with momentum (the state the server keeps
+# and the banks apply); its momentum when --server_momentum is not given.
+MIME_MOMENTUM = 0.9
+
+
+def _build_mime_lite(config: config_lib.AlgorithmConfig, model_fn, *, weighted: bool):
+  """TFF's Mime-lite: base optimizer SGD(momentum) at `client_lr`, server SGD
+  step `server_lr`. Both what the banks send (model delta, full gradient)
+  go through the run's aggregator, so e.g. secure aggregation covers both.
+
+  Federated type of `next`: as `build_process`, with S also holding the base
+  optimizer's state (broadcast with W) and each bank sending two tensors per
+  weight (`wire` counts them).
+  """
+  base = tff.learning.optimizers.build_sgdm(
+      config.client_lr, momentum=config.server_momentum or MIME_MOMENTUM)
+  server = tff.learning.optimizers.build_sgdm(config.server_lr)
+  if weighted:
+    return tff.learning.algorithms.build_weighted_mime_lite(
+        model_fn, base_optimizer=base, server_optimizer=server,
+        model_aggregator=aggregation.build_aggregator(config, weighted=True),
+        full_gradient_aggregator=aggregation.build_aggregator(config, weighted=True),
+        metrics_aggregator=aggregation.metrics_aggregator(config))
+  return tff.learning.algorithms.build_unweighted_mime_lite(
+      model_fn, base_optimizer=base, server_optimizer=server,
+      model_aggregator=aggregation.build_aggregator(config, weighted=False),
+      full_gradient_aggregator=aggregation.build_aggregator(config, weighted=False),
+      metrics_aggregator=aggregation.metrics_aggregator(config))
 
 
 def _server_optimizer(config, momentum):
@@ -200,7 +241,22 @@ def _compose_poisoned(config: config_lib.AlgorithmConfig, model_fn, *, client_op
 def wire(config: config_lib.AlgorithmConfig) -> communication.Wire:
   """The encoding of the process's messages (what `tff_common.communication` counts)."""
   bank_level_dp = config.dp_enabled and config.dp_level == 'bank'
-  return communication.Wire(aggregator=config, weighted=_weighted(config) and not bank_level_dp)
+  weighted = _weighted(config) and not bank_level_dp
+  if config.algorithm == 'mime_lite':
+    return _MimeWire(aggregator=config, weighted=weighted)
+  return communication.Wire(aggregator=config, weighted=weighted)
+
+
+@dataclasses.dataclass(frozen=True)
+class _MimeWire(communication.Wire):
+  """Mime-lite's messages: down, the model and the base optimizer's momentum
+  (one tensor per trainable weight); up, the model delta and the full
+  gradient, each through the aggregator (with its weight, if weighted)."""
+
+  def per_client(self, model_weights) -> tuple[int, int]:
+    down, up = super().per_client(model_weights)
+    momentum = sum(np.asarray(w).nbytes for w in model_weights.trainable)
+    return down + momentum, 2 * up
 
 
 def _weighted(config: config_lib.AlgorithmConfig) -> bool:

@@ -12,7 +12,10 @@ Partitions (`tff_common.partition`):
   feature_skew  regional banks: each bank holds whole groups of a column
               (`skew_column`, default Home), or of its quantile bands if numeric.
 Each bank then splits its own rows into train and test, stratified by label;
-the pooled test set is the union of the banks' test sets.
+the pooled test set is the union of the banks' test sets. With a validation
+fraction, each bank then splits its training rows (never its test rows) into
+train and validation, stratified and seeded too: the test rows are those of a
+run without validation.
 """
 
 import dataclasses
@@ -24,6 +27,8 @@ from tff_common.errors import InputError
 from tff_credit import data as data_lib
 
 PARTITIONS = ('iid', 'size_skew', 'label_skew', 'feature_skew')
+# Keeps the validation split's generator apart from the test split's.
+_VAL_STREAM = 7
 
 
 @dataclasses.dataclass
@@ -32,6 +37,8 @@ class Bank:
   train_rows: np.ndarray   # indices into the Table
   test_rows: np.ndarray
   description: str = ''
+  # Held out of training for model selection; empty without validation.
+  val_rows: np.ndarray = dataclasses.field(default_factory=lambda: np.zeros(0, np.int64))
 
 
 def make_banks(
@@ -41,11 +48,13 @@ def make_banks(
     partition_name: str,
     seed: int,
     test_fraction: float = 0.25,
+    val_fraction: float = 0.0,
     alpha: float = 0.5,
     skew_column: str = 'Home',
     smallest_fraction: float = 0.02,
 ) -> list[Bank]:
-  """Partitions `table` into banks, then splits each bank train/test."""
+  """Partitions `table` into banks, then splits each bank train/test, then
+  (`val_fraction` > 0) each bank's train rows into train/validation."""
   n = table.num_rows
   if num_banks < 1:
     raise InputError(f'--banks must be at least 1, got {num_banks}')
@@ -74,8 +83,14 @@ def make_banks(
   for i, (rows, note) in enumerate(zip(parts, notes), start=1):
     local_train, local_test = partition.stratified_split(
         table.labels[rows], test_fraction=test_fraction, seed=seed * 1000 + i)
-    banks.append(Bank(name=f'bank_{i}', train_rows=rows[local_train],
-                      test_rows=rows[local_test], description=note))
+    train_rows, val_rows = rows[local_train], np.zeros(0, np.int64)
+    if val_fraction > 0:
+      # Its own seed, so the test split above is that of a run without validation.
+      local_fit, local_val = partition.stratified_split(
+          table.labels[train_rows], test_fraction=val_fraction, seed=[seed, i, _VAL_STREAM])
+      train_rows, val_rows = train_rows[local_fit], train_rows[local_val]
+    banks.append(Bank(name=f'bank_{i}', train_rows=train_rows,
+                      test_rows=rows[local_test], description=note, val_rows=val_rows))
   return banks
 
 

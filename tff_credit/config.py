@@ -17,7 +17,7 @@ from tff_common import program_config
 from tff_credit import banks as banks_lib
 from tff_credit import data as data_lib
 
-ALGORITHMS = ('fedsgd', 'fedavg', 'fedprox', 'fedadam', 'fedyogi')
+ALGORITHMS = ('fedsgd', 'fedavg', 'fedprox', 'fedadam', 'fedyogi', 'mime_lite')
 WEIGHTINGS = ('examples', 'uniform')
 MODELS = ('logreg', 'mlp')
 BAD_ROWS = ('error', 'drop')
@@ -26,6 +26,9 @@ BAD_ROWS = ('error', 'drop')
 DP_LEVELS = ('record', 'bank')
 # A poisoning bank in simulation (`tff_credit.poisoning`).
 ATTACKS = ('scale', 'sign_flip', 'label_flip')
+# Which round's model a run reports (`tff_common.program.Selection`): the best
+# by validation AUC, or the last. Without validation rows it is the last.
+SELECTIONS = ('best', 'last')
 
 
 @dataclasses.dataclass(frozen=True)
@@ -42,6 +45,9 @@ class DataConfig:
   alpha: float = 0.5
   skew_column: str = 'Home'
   test_fraction: float = 0.25
+  # Share of each bank's training rows held out for validation (model
+  # selection); its test rows are split first and never touched. 0: none.
+  val_fraction: float = 0.2
   seed: int = 0
 
   def check(self):
@@ -50,6 +56,7 @@ class DataConfig:
     checks.one_of('partition', self.partition, banks_lib.PARTITIONS)
     checks.positive('alpha', self.alpha)
     checks.in_range('test_fraction', self.test_fraction, 0, 1, low_open=True, high_open=True)
+    checks.in_range('val_fraction', self.val_fraction, 0, 1, high_open=True)
     checks.at_least('seed', self.seed, 0)
 
 
@@ -65,6 +72,9 @@ class AlgorithmConfig(aggregation.AggregatorConfig, dp.DPConfig):
     bank    bank-level: each bank's update clipped to `dp_clip`, noised on the
             server, uniform mean over banks (`tff_common.dp`). With five
             banks the epsilon is large for any useful noise.
+
+  Mime-lite (`algorithm='mime_lite'`) runs without differential privacy and
+  without a model-poisoning simulation (its client work is TFF's own).
   """
   algorithm: str = 'fedavg'
   weighting: str = 'examples'
@@ -84,6 +94,9 @@ class AlgorithmConfig(aggregation.AggregatorConfig, dp.DPConfig):
         checks.fail('algorithm', self.algorithm,
                     'fedavg with --dp_level=record (DP-SGD inside the banks runs FedAvg)')
     checks.one_of('algorithm', self.algorithm, ALGORITHMS)
+    if self.algorithm == 'mime_lite' and self.dp_enabled:
+      checks.fail('algorithm', self.algorithm, 'one of fedavg, fedsgd, fedprox, fedadam, '
+                  'fedyogi with differential privacy (mime_lite runs without it)')
     checks.one_of('weighting', self.weighting, WEIGHTINGS)
     # A zero step trains nothing and would be reported as a trained model.
     checks.positive('client_lr', self.client_lr)
@@ -113,6 +126,11 @@ class TrainConfig(program_config.ProgramConfig):
   model: str = 'logreg'
   local_epochs: int = 1
   batch_size: int = 32
+  # L2 penalty on the scorecard's kernels (Keras kernel_regularizer), in the
+  # federated model and the baselines alike; 0: none.
+  l2: float = 0.0
+  # The reported model: the round with the best validation AUC, or the last.
+  select: str = 'best'
   # None by default so that the settings of runs made before the attack
   # existed are those of an unpoisoned run (a resume compares them).
   attack_bank: Optional[str] = None
@@ -124,6 +142,8 @@ class TrainConfig(program_config.ProgramConfig):
     checks.one_of('model', self.model, MODELS)
     checks.at_least('local_epochs', self.local_epochs, 1)
     checks.at_least('batch_size', self.batch_size, 1)
+    checks.in_range('l2', self.l2, 0, math.inf, high_open=True)
+    checks.one_of('select', self.select, SELECTIONS)
     if self.attack_bank is None:
       if self.attack is not None:
         checks.fail('attack', self.attack, 'no value without --attack_bank (the poisoning bank)')
@@ -150,12 +170,29 @@ def check(data: DataConfig, algorithm: AlgorithmConfig, train: TrainConfig):
   if algorithm.dp_enabled and algorithm.dp_level == 'record' and train.attack_bank is not None:
     checks.fail('attack_bank', train.attack_bank,
                 'no poisoning bank with --dp_level=record (not simulated together)')
+  if algorithm.algorithm == 'mime_lite' and train.attack in ('scale', 'sign_flip'):
+    checks.fail('attack', train.attack, 'label_flip with --algorithm=mime_lite (its updates '
+                'are not wrapped by the poisoning simulation)')
+
+
+def selection(data: DataConfig, train: TrainConfig) -> str:
+  """The rule a run reports its model by: 'best' (validation AUC) or 'last'
+  (asked for, or no validation rows to choose by)."""
+  return 'best' if train.select == 'best' and data.val_fraction > 0 else 'last'
+
+
+# What a run written before a setting existed did: no validation rows, no L2
+# (`from_settings` reads such a directory so; `defaults` lets it be resumed).
+PREDATED = {'data': {'val_fraction': 0.0}, 'train': {'l2': 0.0, 'select': 'best'}}
 
 
 def defaults() -> dict[str, Any]:
-  """The settings of a run with every flag at its default: what a directory
-  written before a setting existed is compared with (`RunDir.claim`)."""
-  return settings(DataConfig(), AlgorithmConfig(), TrainConfig(), data_sha256='')
+  """The settings a directory written before a setting existed is compared
+  with (`RunDir.claim`): every flag at its default, except the settings of
+  `PREDATED`, which take the value such a run had. So an old directory is
+  resumed only with --val_fraction=0 (its banks' rows stay as they were)."""
+  return settings(DataConfig(**PREDATED['data']), AlgorithmConfig(),
+                  TrainConfig(**PREDATED['train']), data_sha256='')
 
 
 def settings(data: DataConfig, algorithm: AlgorithmConfig, train: TrainConfig, *,
@@ -175,11 +212,11 @@ NOISE_MULTIPLIER_IN_USE = 'noise_multiplier_in_use'
 
 def from_settings(value: dict[str, Any]) -> tuple[DataConfig, AlgorithmConfig, TrainConfig, str]:
   """The configs of `settings` and the data fingerprint ('' if it predates them)."""
-  data = dict(value['data'])
+  data = {**PREDATED['data'], **value['data']}
   sha256 = data.pop('sha256', '')
   algorithm = {k: v for k, v in value['algorithm'].items() if k != NOISE_MULTIPLIER_IN_USE}
   return (DataConfig(**data), AlgorithmConfig(**algorithm),
-          TrainConfig(**value['train']), sha256)
+          TrainConfig(**{**PREDATED['train'], **value['train']}), sha256)
 
 
 def table_sha256(table: data_lib.Table) -> str:

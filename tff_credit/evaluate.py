@@ -11,15 +11,19 @@ from absl import flags
 from tff_common import cli
 from tff_credit import evaluation
 from tff_credit import flags as credit_flags
+from tff_credit import personalization
 
 credit_flags.define_output_dir()
+credit_flags.define_personalize_flags()
 flags.adopt_module_key_flags(credit_flags)  # so that --help lists them
 FLAGS = flags.FLAGS
 
 
 def main(argv):
   del argv
-  evaluation.evaluate(output_dir=FLAGS.output_dir)
+  personalize = cli.config_from_flags(personalization.PersonalizeConfig)
+  personalize.check()  # before anything is read or written
+  evaluation.evaluate(output_dir=FLAGS.output_dir, personalize=personalize)
 
 
 if __name__ == '__main__':

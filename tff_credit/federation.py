@@ -27,6 +27,8 @@ class Federation:
   schema: preprocess.Schema
   train: dict[str, tuple[np.ndarray, np.ndarray]]   # bank -> (X float32, y float32)
   test: dict[str, tuple[np.ndarray, np.ndarray]]
+  # Each bank's validation rows (model selection); empty arrays without them.
+  val: dict[str, tuple[np.ndarray, np.ndarray]] = dataclasses.field(default_factory=dict)
 
   @property
   def bank_names(self) -> list[str]:
@@ -38,7 +40,7 @@ class Federation:
 
   def pooled(self, split: str) -> tuple[np.ndarray, np.ndarray]:
     """The union of the banks' rows of one split (baselines and reports only)."""
-    parts = self.train if split == 'train' else self.test
+    parts = {'train': self.train, 'val': self.val, 'test': self.test}[split]
     xs, ys = zip(*(parts[name] for name in self.bank_names))
     return np.concatenate(xs), np.concatenate(ys)
 
@@ -70,7 +72,7 @@ def build_federation(config: config_lib.DataConfig, *, table: Optional[data_lib.
         drop_columns=config.drop_columns, bad_rows=config.bad_rows)
   banks = banks_lib.make_banks(
       table, num_banks=config.banks, partition_name=config.partition, seed=config.seed,
-      test_fraction=config.test_fraction, alpha=config.alpha, skew_column=config.skew_column)
+      test_fraction=config.test_fraction, val_fraction=config.val_fraction, alpha=config.alpha, skew_column=config.skew_column)
   if schema is not None and (schema.numeric_columns != table.numeric_columns or
                              schema.categorical_columns != table.categorical_columns):
     # Encoding other columns with a trained model's schema would misplace features.
@@ -79,6 +81,8 @@ def build_federation(config: config_lib.DataConfig, *, table: Optional[data_lib.
         ' are not those the model was trained on ('
         f'{", ".join(schema.numeric_columns + schema.categorical_columns)})')
   if schema is None:
+    # The banks' training rows only: neither validation rows (so selection
+    # scores rows the encoding never saw) nor test rows.
     schema = preprocess.federated_schema(table, [b.train_rows for b in banks])
 
   def arrays(rows):
@@ -87,4 +91,5 @@ def build_federation(config: config_lib.DataConfig, *, table: Optional[data_lib.
   return Federation(
       config=config, table=table, banks=banks, schema=schema,
       train={b.name: arrays(b.train_rows) for b in banks},
-      test={b.name: arrays(b.test_rows) for b in banks})
+      test={b.name: arrays(b.test_rows) for b in banks},
+      val={b.name: arrays(b.val_rows) for b in banks})

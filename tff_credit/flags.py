@@ -36,16 +36,26 @@ def define_data_flags():
   flags.DEFINE_string('skew_column', _D.skew_column,
                       'Column defining regional banks for --partition=feature_skew.')
   flags.DEFINE_float('test_fraction', _D.test_fraction, "Share of each bank's rows held out for testing.")
+  flags.DEFINE_float('val_fraction', _D.val_fraction,
+                     "Share of each bank's training rows (never its test rows) held out for "
+                     'validation: the federated val/auc each round, which selects the reported '
+                     'round (--select), and the baselines\' selection. 0: no validation '
+                     '(the last round is reported).')
 
 
 def define_algorithm_flags():
   """Flags of `config.AlgorithmConfig`."""
-  flags.DEFINE_enum('algorithm', _A.algorithm, list(config.ALGORITHMS), 'Federated algorithm.')
+  flags.DEFINE_enum('algorithm', _A.algorithm, list(config.ALGORITHMS),
+                    'Federated algorithm: fedsgd (one full-batch gradient per bank), fedavg, '
+                    'fedprox (--mu), fedadam and fedyogi (Adam / Yogi on the server), mime_lite '
+                    "(local SGD with the server's momentum, frozen during the round; momentum "
+                    '--server_momentum, default 0.9).')
   flags.DEFINE_enum('weighting', _A.weighting, list(config.WEIGHTINGS), 'Client weights in the mean.')
   flags.DEFINE_float('client_lr', _A.client_lr, 'Client SGD learning rate.')
   flags.DEFINE_float('server_lr', _A.server_lr, 'Server learning rate (SGD, Adam or Yogi).')
   flags.DEFINE_float('server_momentum', _A.server_momentum,
-                     'Server SGD momentum (FedAvgM); 0: plain SGD. fedsgd, fedavg, fedprox.')
+                     'Server SGD momentum (FedAvgM); 0: plain SGD. fedsgd, fedavg, fedprox; '
+                     "for mime_lite the base optimizer's momentum (0: 0.9).")
   flags.DEFINE_float('mu', _A.mu, 'FedProx proximal strength.')
   cli.define_aggregator_flags(_A)
   cli.define_dp_flags(_A, what="each customer's gradient (--dp_level=record) or each bank's "
@@ -62,6 +72,12 @@ def define_train_flags():
   flags.DEFINE_enum('model', _T.model, list(config.MODELS), 'Scorecard model.')
   flags.DEFINE_integer('local_epochs', _T.local_epochs, 'Local epochs per round (FedAvg family).')
   flags.DEFINE_integer('batch_size', _T.batch_size, 'Local batch size (FedAvg family).')
+  flags.DEFINE_float('l2', _T.l2, "L2 penalty on the scorecard's kernels (l2 * sum of squared "
+                     'weights added to the loss), in the federated model and the baselines; 0: none.')
+  flags.DEFINE_enum('select', _T.select, list(config.SELECTIONS),
+                    'The reported model (model.npz): the round with the best federated '
+                    'validation AUC, or the last round; the other is kept beside it '
+                    '(model_last.npz / model_best.npz). The baselines follow the same rule.')
   define_poisoning_flags()
 
 
@@ -77,6 +93,27 @@ def define_poisoning_flags():
   flags.DEFINE_float('attack_scale', _T.attack_scale,
                      'Magnitude of the poisoned update factor (> 0); default 100 for scale, '
                      '1 for sign_flip.')
+
+
+def define_personalize_flags():
+  """Flags of `personalization.PersonalizeConfig` (the evaluation's personalized models)."""
+  from tff_credit import personalization
+  p = personalization.PersonalizeConfig()
+  flags.DEFINE_list('personalize', list(p.personalize),
+                    "Personalized models to evaluate, each bank on its own rows: 'none' or a comma "
+                    'list of ' + ', '.join(personalization.METHODS) + ' (finetune: the federated '
+                    "model fine-tuned on the bank's training rows; mixture: the federated and "
+                    "local-only models' log-odds mixed); choices made on each bank's validation rows.")
+  flags.DEFINE_integer('personalize_epochs', p.personalize_epochs,
+                       'The most epochs finetune may train (it chooses 0..this on validation).')
+  flags.DEFINE_float('personalize_lr', p.personalize_lr, "finetune's SGD learning rate.")
+  flags.DEFINE_integer('personalize_batch_size', p.personalize_batch_size,
+                       "finetune's batch size.")
+  flags.DEFINE_integer('mixture_steps', p.mixture_steps,
+                       'mixture tries a = 0, 1/n, ..., 1 (the federated model\'s weight) for n = this.')
+  flags.DEFINE_float('personalize_se', p.personalize_se,
+                     'A personalized choice within this many standard errors of the best validation '
+                     'AUC stays closer to the federated model (fewer epochs, larger a); 0: the best.')
 
 
 def configs(values=None) -> tuple[config.DataConfig, config.AlgorithmConfig, config.TrainConfig]:

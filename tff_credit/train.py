@@ -4,6 +4,11 @@ r"""Trains a credit scorecard federatedly across banks.
   python -m tff_credit.train --output_dir=/tmp/x --data=loans.csv \
       --label_column=default --positive_label=yes --partition=label_skew --alpha=0.3
 
+  python -m tff_credit.train --output_dir=/tmp/m --algorithm=mime_lite --l2=0.001
+
+Each bank holds out --val_fraction of its training rows; model.npz is the
+round with the best federated validation AUC (--select=best) and
+model_last.npz the last round's (--select=last: the other way round).
 Rerunning the same command after an interruption resumes from the last
 checkpoint. See `tff_credit.training` for what is written to --output_dir.
 """

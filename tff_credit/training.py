@@ -3,13 +3,22 @@
 Orchestration only; the rounds themselves are the shared training program
 (`tff_common.program.run_training`). Per round, besides the training metrics
 the banks report, the global model is evaluated federatedly on every bank's
-test rows (`tff.learning.algorithms.build_fed_eval`: each bank scores its own
-rows; only metric sums, e.g. AUC's confusion counts, reach the server).
+validation rows (`val/auc`, `val/log_loss`) and test rows (`test/auc`,
+`test/log_loss`: the curves) with `tff.learning.algorithms.build_fed_eval`:
+each bank scores its own rows; only metric sums, e.g. AUC's confusion counts,
+reach the server.
+
+Model selection (`--select`, `config.selection`): the reported model is the
+round with the best federated validation AUC (`tff_common.program.Selection`;
+test rows never choose), or the last round's (`--select=last`, or no
+validation rows: `--val_fraction=0`). Both are saved: model.npz is the
+reported one (metadata `selected_round`, `selection`), model_last.npz or
+model_best.npz the other.
 
 The run directory (`tff_common.run_dir`) receives config.json and schema.json
 once the data is read (a rerun with other settings is refused, so a resume
-never mixes two experiments), checkpoints/, metrics.csv and tensorboard/
-during training, and model.npz at the end.
+never mixes two experiments), checkpoints/ (and checkpoints_best/),
+metrics.csv and tensorboard/ during training, and the models at the end.
 
 A simulated poisoning bank (`--attack_bank`, `tff_credit.poisoning`) changes
 only what that bank trains on or sends; its settings are in config.json, so a
@@ -87,28 +96,45 @@ def client_data_fn_for(fed: federation_lib.Federation, *, algorithm: str,
 
 
 def federated_evaluator(fed: federation_lib.Federation, model_fn, *, batch_size: int = 256):
-  """`(model weights) -> {'test/auc', 'test/log_loss'}` over every bank's test rows.
+  """`(model weights) -> {'test/auc', 'test/log_loss', 'val/auc', 'val/log_loss'}`.
 
   Runs TFF's `build_fed_eval` process, whose `next` has the federated type
 
     (<state=S@SERVER, client_data={B*}@CLIENTS> -> <state=S@SERVER, metrics=M@SERVER>)
 
   the server broadcasts the weights in S; each bank (CLIENTS) scores its own
-  test batches B and returns metric sums (AUC's confusion counts, the summed
-  log loss); their sums reach the SERVER, which finalizes M.
+  batches B and returns metric sums (AUC's confusion counts, the summed log
+  loss); their sums reach the SERVER, which finalizes M. Once over the banks'
+  test rows, once over their validation rows (banks without any are left
+  out; no `val/` metrics if none has any).
   """
   eval_process = tff.learning.algorithms.build_fed_eval(model_fn)
   eval_state = eval_process.initialize()
-  test_sets = [tf.data.Dataset.from_tensor_slices((x, y[:, None])).batch(batch_size)
-               for x, y in (fed.test[name] for name in fed.bank_names)]
+
+  def datasets(split):
+    return [tf.data.Dataset.from_tensor_slices((x, y[:, None])).batch(batch_size)
+            for x, y in (split[name] for name in fed.bank_names if name in split)
+            if len(y)]
+
+  splits = {'test': datasets(fed.test), 'val': datasets(fed.val)}
 
   def evaluate(model_weights) -> dict[str, float]:
     state = eval_process.set_model_weights(eval_state, model_weights)
-    output = eval_process.next(state, test_sets)
-    metrics = output.metrics['client_work']['eval']['current_round_metrics']
-    return {'test/auc': float(metrics['auc']), 'test/log_loss': float(metrics['log_loss'])}
+    result = {}
+    for prefix, data in splits.items():
+      if not data:
+        continue
+      metrics = eval_process.next(state, data).metrics['client_work']['eval'][
+          'current_round_metrics']
+      result[f'{prefix}/auc'] = float(metrics['auc'])
+      result[f'{prefix}/log_loss'] = float(metrics['log_loss'])
+    return result
 
   return evaluate
+
+
+# The metric the reported round is selected by (federated, validation rows only).
+SELECTION = program.Selection(metric='val/auc', mode='max')
 
 
 def train(*, data: config_lib.DataConfig, algorithm: config_lib.AlgorithmConfig,
@@ -124,8 +150,9 @@ def train(*, data: config_lib.DataConfig, algorithm: config_lib.AlgorithmConfig,
   if fed.table.dropped:
     log(f'dropped {len(fed.table.dropped)} bad rows of {fed.table.source} (--bad_rows=drop)')
   log(f'{fed.table.source}: {fed.table.num_rows} rows, {fed.num_features} features, '
-      f'{len(fed.banks)} banks ({data.partition}): ' +
-      ', '.join(f'{b.name} {len(b.train_rows)}+{len(b.test_rows)}' for b in fed.banks))
+      f'{len(fed.banks)} banks ({data.partition}; train+validation+test rows): ' +
+      ', '.join(f'{b.name} {len(b.train_rows)}+{len(b.val_rows)}+{len(b.test_rows)}'
+                for b in fed.banks))
   attack = poisoning.describe(train_config)
   if attack:
     log(f'simulation: {attack}')
@@ -137,12 +164,13 @@ def train(*, data: config_lib.DataConfig, algorithm: config_lib.AlgorithmConfig,
     settings['algorithm'][config_lib.NOISE_MULTIPLIER_IN_USE] = noise_multiplier
   # Held while training: a second process is refused before it touches anything.
   with run.lock():
+    _check_predated_split(run, data)
     program.open_run(run, config=train_config, settings=settings,
                      defaults=config_lib.defaults())
     run.write_json(run_dir_lib.SCHEMA, fed.schema.to_json())
 
     model_fn = model_lib.model_fn_for(model=train_config.model, num_features=fed.num_features,
-                                      seed=train_config.seed)
+                                      seed=train_config.seed, l2=train_config.l2)
     record_level_dp = algorithm.dp_enabled and algorithm.dp_level == 'record'
     process = algorithms.build_process(
         algorithm, model_fn, poisoned_updates=poisoning.is_model_poisoning(train_config),
@@ -151,6 +179,9 @@ def train(*, data: config_lib.DataConfig, algorithm: config_lib.AlgorithmConfig,
                             len(fed.bank_names)),
         seed=train_config.seed)
     evaluate = federated_evaluator(fed, model_fn)
+    # The best round is tracked whenever there are validation rows, so both
+    # models exist whichever --select reports.
+    has_val = any(len(y) for _, y in fed.val.values())
 
     result = program.run_training(
         process=process,
@@ -160,19 +191,65 @@ def train(*, data: config_lib.DataConfig, algorithm: config_lib.AlgorithmConfig,
         run=run,
         config=train_config,
         evaluate_fn=lambda state, round_num: evaluate(process.get_model_weights(state)),
-        progress_keys=('train/loss', 'test/auc'),
+        progress_keys=('train/loss', 'val/auc', 'test/auc'),
         wire=algorithms.wire(algorithm),
+        selection=SELECTION if has_val else None,
         log=log)
-    weights = process.get_model_weights(result.state)
-    model_lib.save(run, weights.trainable, model=train_config.model, num_features=fed.num_features,
-                   rounds=max(train_config.rounds, result.resumed_from),
-                   privacy=guarantee.to_json(), privacy_text=guarantee.to_text(),
-                   privacy_per_bank=per_bank)
+    _save_models(run, process, result, fed=fed, data=data, train_config=train_config,
+                 privacy=guarantee.to_json(), privacy_text=guarantee.to_text(),
+                 privacy_per_bank=per_bank, log=log)
     log(f'privacy: {guarantee.to_text()}')
     if per_bank:
       log('  per bank: ' + ', '.join(f'{name} ε={eps:.2f}' for name, eps in per_bank.items()))
-    log(f'saved {run.file(run_dir_lib.MODEL)}')
   return result
+
+
+def _check_predated_split(run: run_dir_lib.RunDir, data: config_lib.DataConfig):
+  """Refuses to resume a directory written before validation splits existed
+  with validation rows: its banks trained on every non-test row, and carving
+  some out now would change its training data mid-run."""
+  if not run.exists(run_dir_lib.CONFIG) or data.val_fraction == 0:
+    return
+  stored = run.read_json(run_dir_lib.CONFIG)
+  if isinstance(stored, dict) and 'val_fraction' not in stored.get('data', {'val_fraction': 0}):
+    checks.fail('val_fraction', data.val_fraction,
+                f'0 to continue the run in {run.path}: it was trained before validation '
+                "splits existed (its banks train on all their non-test rows); or use a new "
+                '--output_dir')
+
+
+def _save_models(run: run_dir_lib.RunDir, process, result: program.TrainingResult, *,
+                 fed: federation_lib.Federation, data: config_lib.DataConfig,
+                 train_config: config_lib.TrainConfig, log: Callable[[str], None], **metadata):
+  """model.npz: the reported round's model (`config.selection`); beside it the
+  other one (model_last.npz or model_best.npz) when the best round is known."""
+  rounds = max(train_config.rounds, result.resumed_from)
+  common = dict(model=train_config.model, num_features=fed.num_features, rounds=rounds,
+                **metadata)
+  last = process.get_model_weights(result.state).trainable
+  rule = config_lib.selection(data, train_config)
+  if not result.best_round:
+    # No validation rows (or no round with a validation AUC): the last round.
+    model_lib.save(run, last, selection='last', selected_round=rounds, **common)
+    log(f'reporting the model of the last round ({rounds}) in {run.file(run_dir_lib.MODEL)}')
+    return
+  best = process.get_model_weights(result.best_state).trainable
+  about_best = dict(selected_round=result.best_round, selection_metric=SELECTION.metric,
+                    selected_value=result.best_value)
+  if rule == 'best':
+    model_lib.save(run, best, selection='best', **about_best, **common)
+    model_lib.save(run, last, file_name=run_dir_lib.MODEL_LAST, selection='last',
+                   selected_round=rounds, **common)
+    log(f'reporting the model of round {result.best_round} of {rounds} (best '
+        f'{SELECTION.metric} {result.best_value:.4f}) in {run.file(run_dir_lib.MODEL)}; '
+        f'the last round\'s is in {run.file(run_dir_lib.MODEL_LAST)}')
+  else:
+    model_lib.save(run, last, selection='last', selected_round=rounds, **common)
+    model_lib.save(run, best, file_name=run_dir_lib.MODEL_BEST, selection='best',
+                   **about_best, **common)
+    log(f'reporting the model of the last round ({rounds}, --select=last) in '
+        f'{run.file(run_dir_lib.MODEL)}; the best round\'s ({result.best_round}, '
+        f'{SELECTION.metric} {result.best_value:.4f}) is in {run.file(run_dir_lib.MODEL_BEST)}')
 
 
 def privacy_of(fed: federation_lib.Federation, algorithm: config_lib.AlgorithmConfig,

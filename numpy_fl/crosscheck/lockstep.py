@@ -147,8 +147,10 @@ def load_bank_arrays(data: DataConfig, *, model: str) -> dict[str, tuple[np.ndar
   other than 0/1.
   """
   if data.data == 'credit':
+    # Every training row (no validation split): the crosscheck compares engines,
+    # it does not select a model.
     arrays = federation.build_federation(credit_config.DataConfig(
-        banks=data.banks, partition=data.partition, seed=data.seed)).train
+        banks=data.banks, partition=data.partition, seed=data.seed, val_fraction=0.0)).train
   elif data.data == 'synthetic':
     arrays, _ = synthetic.linear_problem(clients=data.banks, features=data.synthetic_features,
                                          seed=data.seed)

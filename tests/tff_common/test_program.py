@@ -236,3 +236,70 @@ def test_each_round_records_the_bytes_it_moved(tmp_path):
     assert (row['bytes_down_per_client'], row['bytes_up_per_client']) == (12, 16)
     assert (row['bytes_down'], row['bytes_up']) == (24, 32)
   assert run.total('bytes_up', 2) == 64
+
+
+# A validation score per round: best at round 2 (round 4 ties it; the earlier wins),
+# none at round 5.
+_SCORES = {1: 0.2, 2: 0.9, 3: 0.5, 4: 0.9, 5: float('nan'), 6: 0.1}
+
+
+def _scored(state, round_num):
+  del state
+  return {'val/score': _SCORES[round_num]}
+
+
+def test_selection_keeps_the_best_round_and_a_resume_recovers_it(tff_context, tmp_path):
+  del tff_context
+  process = helpers.linear_process()
+  common = dict(process=process, client_ids=['c0', 'c1'], client_data_fn=helpers.linear_datasets,
+                evaluate_fn=_scored, selection=program.Selection('val/score', 'max'),
+                log=lambda s: None)
+  full = program.run_training(config=_config(5), run=run_dir.RunDir(str(tmp_path / 'full')),
+                              **common)
+  assert (full.best_round, full.best_value) == (2, 0.9)
+  # The best state is round 2's, not the last one.
+  two = program.run_training(config=_config(2), run=run_dir.RunDir(str(tmp_path / 'two')),
+                             **{**common, 'selection': None})
+  assert two.best_state is None and two.best_round == 0
+  for a, b, last in zip(process.get_model_weights(full.best_state).trainable,
+                        process.get_model_weights(two.state).trainable,
+                        process.get_model_weights(full.state).trainable, strict=True):
+    np.testing.assert_allclose(a, b, atol=1e-6)
+    assert not np.allclose(a, last)
+  # The best so far at each checkpoint; two kept (a crash between two saves leaves one).
+  assert sorted(os.listdir(os.path.join(tmp_path, 'full', run_dir.BEST_CHECKPOINTS))) == [
+      'round_1', 'round_2']
+  # Interrupted after round 3, resumed: the same best, from metrics.csv and its checkpoint.
+  part = run_dir.RunDir(str(tmp_path / 'part'))
+  program.run_training(config=_config(3), run=part, **common)
+  lines = []
+  resumed = program.run_training(config=_config(5), run=part, **{**common, 'log': lines.append})
+  assert resumed.resumed_from == 3 and (resumed.best_round, resumed.best_value) == (2, 0.9)
+  assert 'best round so far: 2 (val/score 0.9000)' in lines
+  for a, b in zip(process.get_model_weights(resumed.best_state).trainable,
+                  process.get_model_weights(full.best_state).trainable, strict=True):
+    np.testing.assert_allclose(a, b, atol=1e-6)
+  # Asked for no more rounds: the best is still returned.
+  done = program.run_training(config=_config(5), run=part, **common)
+  assert done.rounds_run == 0 and done.best_round == 2 and done.best_state is not None
+  # Minimizing picks the lowest score instead.
+  low = program.run_training(config=_config(3), run=run_dir.RunDir(str(tmp_path / 'low')),
+                             **{**common, 'selection': program.Selection('val/score', 'min')})
+  assert low.best_round == 1
+
+
+def test_a_lost_best_checkpoint_is_said_and_the_best_chosen_among_later_rounds(
+    tff_context, tmp_path):
+  del tff_context
+  run = run_dir.RunDir(str(tmp_path / 'run'))
+  common = dict(process=helpers.linear_process(), client_ids=['c0', 'c1'],
+                client_data_fn=helpers.linear_datasets, evaluate_fn=_scored, run=run,
+                selection=program.Selection('val/score'))
+  program.run_training(config=_config(3), log=lambda s: None, **common)
+  shutil.rmtree(run.best_checkpoints)
+  lines = []
+  result = program.run_training(config=_config(6), log=lines.append, **common)
+  assert any('best round so far (2, val/score 0.9000) is missing' in line for line in lines)
+  assert result.best_round == 4  # of rounds 4-6: 0.9, none, 0.1
+  with pytest.raises(ValueError, match='max or min'):
+    program.Selection('val/score', 'highest')

@@ -244,3 +244,15 @@ def test_a_changed_data_fingerprint_is_said_in_words(tmp_path):
   assert str(raised.value).endswith(
       "config.json: this directory's run predates data fingerprints (no data/sha256 stored), "
       'so the data it was trained on cannot be checked; use a new --output_dir')
+
+
+def test_the_best_round_of_a_metric_up_to_a_round(tmp_path):
+  run = run_dir.RunDir(str(tmp_path))
+  (tmp_path / 'metrics.csv').write_text(
+      'round,val/auc,loss\n3,0.7,1\n1,0.6,3\n2,0.8,2\n4,,1\n5,0.8,0.5\n6,nan,0.1\n')
+  assert run.best('val/auc', mode='max', up_to=6) == (2, 0.8)  # round 5 ties: the earlier
+  assert run.best('val/auc', mode='max', up_to=1) == (1, 0.6)
+  assert run.best('loss', mode='min', up_to=4) == (3, 1.0)  # rounds 3 and 4 tie
+  assert run.best('val/auc', mode='min', up_to=6) == (1, 0.6)
+  best_round, value = run.best('other', mode='max', up_to=6)
+  assert best_round == 0 and np.isnan(value)

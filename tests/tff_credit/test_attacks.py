@@ -27,7 +27,8 @@ def tiny(tmp_path_factory):
   with random weights (p far from 0.5, unlike the zero start), and an observer
   of the mean aggregator (its processes are built once, on first use)."""
   path = helpers.write_loans_csv(tmp_path_factory.mktemp('attacks') / 'loans.csv', rows=40)
-  data = helpers.data_config(path, banks=2)
+  # No validation rows: every non-test row of a bank is in its update.
+  data = helpers.data_config(path, banks=2, val_fraction=0.0)
   fed = federation.build_federation(data)
   rng = np.random.default_rng(3)
   weights = [rng.normal(scale=0.7, size=(fed.num_features, 1)).astype(np.float32),

@@ -1,10 +1,14 @@
 """tff_credit.training: what each bank trains on, learning, exact resume."""
 
+import json
+
 import numpy as np
 import pytest
 
+from tests.tff_credit.helpers import ALGORITHM
 from tests.tff_credit.helpers import data_config
 from tests.tff_credit.helpers import train
+from tests.tff_credit.helpers import train_config
 from tests.tff_credit.helpers import write_loans_csv
 from tff_common import errors
 from tff_common import run_dir
@@ -34,7 +38,7 @@ def test_what_a_sampled_bank_trains_on(tff_context, loans_csv):
   assert sorted(order(3)[:len(fed.train['bank_2'][1])]) == sorted(fed.train['bank_2'][1])
 
 
-def test_three_banks_raise_auc_and_resume_exactly(tff_context, tmp_path):
+def test_three_banks_raise_auc_select_the_best_round_and_resume_exactly(tff_context, tmp_path):
   del tff_context
   path = write_loans_csv(tmp_path / 'loans.csv', rows=900)
   full = train(path, tmp_path / 'full', 6)
@@ -43,13 +47,65 @@ def test_three_banks_raise_auc_and_resume_exactly(tff_context, tmp_path):
   assert aucs[-1] > 0.7 and aucs[-1] > aucs[0] - 1e-9
   rounds, losses = run_dir.RunDir(str(tmp_path / 'full')).training_loss()
   assert rounds == [1, 2, 3, 4, 5, 6] and losses[-1] < losses[0]
+  # The reported model is the round of the best federated validation AUC (the
+  # earliest on a tie); the last round's is kept beside it.
+  val = [h['val/auc'] for h in full.history]
+  best = int(np.argmax(val)) + 1
+  assert full.best_round == best and full.best_value == pytest.approx(max(val))
+  run = run_dir.RunDir(str(tmp_path / 'full'))
+  weights, meta = model.load_with_metadata(run)
+  assert (meta['selection'], meta['selected_round'], meta['rounds']) == ('best', best, 6)
+  last, last_meta = model.load_with_metadata(run, file_name=run_dir.MODEL_LAST)
+  assert (last_meta['selection'], last_meta['selected_round']) == ('last', 6)
+  for final, saved in zip(full.state.global_model_weights.trainable, last, strict=True):
+    np.testing.assert_array_equal(saved, final)
+  for w, b in zip(weights, full.best_state.global_model_weights.trainable, strict=True):
+    np.testing.assert_array_equal(w, b)
   train(path, tmp_path / 'resumed', 3)
   resumed = train(path, tmp_path / 'resumed', 6)
   assert resumed.resumed_from == 3 and resumed.rounds_run == 3
-  a = model.load(run_dir.RunDir(str(tmp_path / 'full')))
-  b = model.load(run_dir.RunDir(str(tmp_path / 'resumed')))
-  for wa, wb in zip(a, b, strict=True):
-    np.testing.assert_allclose(wa, wb, atol=1e-6)
+  assert resumed.best_round == best
+  for name in (run_dir.MODEL, run_dir.MODEL_LAST):
+    a = model.load_with_metadata(run_dir.RunDir(str(tmp_path / 'full')), file_name=name)
+    b = model.load_with_metadata(run_dir.RunDir(str(tmp_path / 'resumed')), file_name=name)
+    assert a[1]['selected_round'] == b[1]['selected_round']
+    for wa, wb in zip(a[0], b[0], strict=True):
+      np.testing.assert_allclose(wa, wb, atol=1e-6)
+
+
+def test_select_last_and_a_directory_from_before_validation(tff_context, tmp_path):
+  """--select=last reports the last round and keeps the best; a directory
+  written before validation splits resumes only with --val_fraction=0."""
+  del tff_context
+  path = write_loans_csv(tmp_path / 'loans.csv', rows=400)
+  quiet = dict(algorithm=ALGORITHM, log=lambda line: None)
+  last = training.train(data=data_config(path), train_config=config.TrainConfig(
+      rounds=2, batch_size=32, seed=1, select='last'), output_dir=str(tmp_path / 'last'), **quiet)
+  run = run_dir.RunDir(str(tmp_path / 'last'))
+  assert model.load_with_metadata(run)[1]['selection'] == 'last'
+  assert model.load_with_metadata(run, file_name=run_dir.MODEL_BEST)[1]['selected_round'] == (
+      last.best_round)
+
+  old = tmp_path / 'old'
+  no_val = data_config(path, val_fraction=0.0)
+  first = training.train(data=no_val, train_config=train_config(1), output_dir=str(old), **quiet)
+  assert first.best_round == 0  # nothing to select by
+  settings = json.loads((old / 'config.json').read_text())
+  del settings['data']['val_fraction'], settings['train']['l2'], settings['train']['select']
+  (old / 'config.json').write_text(json.dumps(settings))
+  before = (old / 'config.json').read_bytes()
+  with pytest.raises(errors.InputError, match=r'--val_fraction=0.2: expected 0 to continue'):
+    training.train(data=data_config(path), train_config=train_config(2), output_dir=str(old),
+                   **quiet)
+  assert (old / 'config.json').read_bytes() == before
+  resumed = training.train(data=no_val, train_config=train_config(2), output_dir=str(old),
+                           **quiet)
+  assert resumed.resumed_from == 1
+  assert model.load_with_metadata(run_dir.RunDir(str(old)))[1]['selected_round'] == 2
+  # Its evaluation has no validation rows: every model is the last round's.
+  summary = evaluation.evaluate(output_dir=str(old), log=lambda line: None)
+  assert summary['setup']['val_fraction'] == 0.0
+  assert summary['centralized']['selection'] == {'rule': 'last', 'round': 2, 'val_auc': None}
 
 
 def test_a_changed_data_file_is_refused_and_the_run_left_as_it_was(tff_context, tmp_path):
