@@ -355,6 +355,10 @@ def _run_training(*, process, client_ids, client_data_fn, run, config, evaluate_
     log(f'already trained for {start_round} rounds (asked for {total_rounds}); '
         'nothing to do')
 
+  # Sorted once per run: `sample_clients` sorts again every round, which is
+  # linear on a sorted list; a lazy population's ids (`tff_rec.synthetic`) are
+  # materialized here once instead of every round (48 ms a round at 100k users).
+  client_ids = sorted(client_ids)
   history = []
   round_num = start_round + 1
   try:
