@@ -8,16 +8,20 @@ ratings and the unrated items it sampled) with the item parameters frozen,
 only the item-parameter delta. User parameters never leave the device and are
 not kept between rounds. The server averages the deltas (weighted by the
 client's examples) through `tff_common.aggregation` and applies them with its
-optimizer.
+optimizer. The client update is TFF's FedRecon update written as loops in one
+graph per client (`_reconstruction_client_work`), which TFF's worker runs
+several times cheaper than TFF's own (bench/rec_round_cost.py).
 
 FedAvg over a global user table is here for comparison only: every user's
 row is part of the broadcast model and of every client's update, so the
 server receives (and keeps) every participating user's parameters.
 """
 
+import collections
 import functools
 from typing import Any
 
+import numpy as np
 import tensorflow as tf
 import tensorflow_federated as tff
 
@@ -47,11 +51,125 @@ def evaluation_split_fn(*, recon_epochs: int):
   return split
 
 
+def _no_data_rewrites(dataset: tf.data.Dataset) -> tf.data.Dataset:
+  """`dataset` without tf.data's graph rewrites and autotuning: a client's
+  dataset is a few small batches, and rewriting its graph (done again for
+  every iterator) cost more than iterating it."""
+  options = tf.data.Options()
+  options.experimental_optimization.apply_default_optimizations = False
+  options.autotune.enabled = False
+  return dataset.with_options(options)
+
+
+def _sgd_step(variables, gradients, learning_rate):
+  """One plain SGD step (`build_sgdm` without momentum: w - lr * g). A row
+  gradient (an embedding's `IndexedSlices`) updates only the batch's rows,
+  which is the same arithmetic: every other row's gradient is zero."""
+  for variable, gradient in zip(variables, gradients):
+    if gradient is None:
+      continue
+    if isinstance(gradient, tf.IndexedSlices):
+      variable.scatter_sub(tf.IndexedSlices(learning_rate * gradient.values, gradient.indices,
+                                            gradient.dense_shape))
+    else:
+      variable.assign_sub(learning_rate * gradient)
+
+
+def _non_finite_to_zero(delta):
+  """(delta, 0), or (zeros, 1) if any entry is not finite (TFF's rule)."""
+  finite = tf.reduce_all([tf.reduce_all(tf.math.is_finite(t)) for t in tf.nest.flatten(delta)])
+  return tf.cond(finite, lambda: (delta, tf.constant(0)),
+                 lambda: (tf.nest.map_structure(tf.zeros_like, delta), tf.constant(1)))
+
+
+def _reconstruction_client_work(*, model_fn, weights_type, loss_fn, metrics_fn, client_lr: float,
+                                recon_lr: float, recon_epochs: int, uniform: bool,
+                                metrics_aggregator) -> tff.learning.templates.ClientWorkProcess:
+  """FedRecon's client work (TFF's `fed_recon` client update), one graph per client.
+
+  The same steps as TFF's: load the broadcast G, rebuild the local user
+  parameters from zero by SGD at `recon_lr` over `recon_epochs` passes (G
+  frozen), then one pass of SGD at `client_lr` on G (user parameters frozen)
+  with the metrics updated on those batches, and return the delta of G (zeros
+  and weight 0 if not finite) weighted by the examples trained on (or 1 with
+  `uniform`). TFF's version drives each pass with `Dataset.reduce`, whose
+  step function TensorFlow instantiates and optimizes again for every client
+  every round; here the passes are loops of the client's one function, so
+  the worker prepares it once (bench/rec_round_cost.py: a round several times
+  cheaper, same batches, same updates up to float rounding).
+
+  Federated type: `next: (<state=()@SERVER, weights=G@CLIENTS, data={B*}@CLIENTS>
+  -> <state=()@SERVER, result=<update=dG, update_weight=float32>@CLIENTS,
+  measurements=<train=M>@SERVER>)`.
+  """
+  with tf.Graph().as_default():
+    input_spec = model_fn().input_spec
+  dataset_type = tff.SequenceType(tff.types.tensorflow_to_type(input_spec))
+  split = training_split_fn(recon_epochs=recon_epochs)
+  finalizers = collections.OrderedDict()  # filled while tracing client_update
+
+  @tff.tensorflow.computation(weights_type, dataset_type)
+  @tf.function
+  def client_update(initial_weights, dataset):
+    with tf.init_scope():
+      model = model_fn()
+      metrics = ([] if metrics_fn is None else metrics_fn()) + [
+          tf.keras.metrics.MeanMetricWrapper(loss_fn(), name='loss')]
+      for metric in metrics:
+        finalizers[metric.name] = tff.learning.metrics.create_keras_metric_finalizer(metric)
+      loss = loss_fn()
+    global_weights = tff.learning.models.ReconstructionModel.get_global_variables(model)
+    local_weights = tff.learning.models.ReconstructionModel.get_local_variables(model)
+    tf.nest.map_structure(lambda v, w: v.assign(w), global_weights, initial_weights)
+
+    def step(variables, learning_rate, batch):
+      with tf.GradientTape() as tape:
+        output = model.forward_pass(batch, training=True)
+        batch_loss = loss(y_true=output.labels, y_pred=output.predictions)
+      _sgd_step(variables, tape.gradient(batch_loss, variables), learning_rate)
+      return output
+
+    recon_data, train_data = split(_no_data_rewrites(dataset))
+    for batch in iter(recon_data):
+      step(list(local_weights.trainable), recon_lr, batch)
+    examples = tf.constant(0)
+    for batch in iter(train_data):
+      output = step(list(global_weights.trainable), client_lr, batch)
+      for metric in metrics:
+        metric.update_state(y_true=output.labels, y_pred=output.predictions)
+      examples += output.num_examples
+    delta, non_finite = _non_finite_to_zero(tf.nest.map_structure(
+        tf.subtract, initial_weights.trainable, global_weights.trainable))
+    weight = tf.constant(1.0) if uniform else tf.cast(examples, tf.float32)
+    weight = tf.where(non_finite > 0, 0.0, weight)
+    return (tff.learning.templates.ClientResult(update=delta, update_weight=weight),
+            tff.learning.models.ReconstructionModel.read_metric_variables(metrics))
+
+  @tff.federated_computation
+  def initialize():
+    return tff.federated_value((), tff.SERVER)
+
+  @tff.federated_computation(tff.FederatedType((), tff.SERVER),
+                             tff.FederatedType(weights_type, tff.CLIENTS),
+                             tff.FederatedType(dataset_type, tff.CLIENTS))
+  def next_fn(state, weights, client_data):
+    del state
+    result, unfinalized = tff.federated_map(client_update, (weights, client_data))
+    aggregate = metrics_aggregator(finalizers, unfinalized.type_signature.member)
+    return tff.templates.MeasuredProcessOutput(
+        state=tff.federated_value((), tff.SERVER), result=result,
+        measurements=tff.federated_zip(collections.OrderedDict(train=aggregate(unfinalized))))
+
+  return tff.learning.templates.ClientWorkProcess(initialize, next_fn)
+
+
 def build_fed_recon(*, model_fn, client_lr: float, server_lr: float, recon_lr: float,
                     recon_epochs: int, implicit_weight: float = 0.0,
                     aggregator: aggregation.AggregatorConfig = aggregation.MEAN,
-                    dp_aggregator=None) -> tff.learning.templates.LearningProcess:
-  """TFF's Federated Reconstruction for the two-head MF model.
+                    dp_aggregator=None, client_model_fn=None) -> tff.learning.templates.LearningProcess:
+  """Federated Reconstruction for the two-head MF model: TFF's
+  `build_fed_recon` with plain SGD on the clients, composed from TFF's parts
+  (broadcast, aggregator, server SGD) around `_reconstruction_client_work`.
 
   Federated types, with `G` the global weights (item factors and biases of
   both heads, the offset), `S` the server state holding them, and `B` a batch
@@ -72,29 +190,38 @@ def build_fed_recon(*, model_fn, client_lr: float, server_lr: float, recon_lr: f
   each client's delta is clipped and counts once (uniform weighting, as the
   DP mean requires), the server adds the noise, and the clients' training
   metrics are not sent at all (the noise protects the update, not them).
+
+  `client_model_fn` (default `model_fn`) builds the clients' model: G is
+  overwritten by the broadcast before use, so its initial values there do
+  not matter; only `model_fn` gives the server's initial G.
   """
+
+  @tff.tensorflow.computation
+  def initial_weights():
+    return tff.learning.models.ReconstructionModel.get_global_variables(model_fn())
+
+  weights_type = initial_weights.type_signature.result
   if dp_aggregator is not None:
-    return tff.learning.algorithms.build_fed_recon(
-        model_fn=model_fn,
-        loss_fn=model_lib.loss_fn(implicit_weight),
-        metrics_fn=None,
-        server_optimizer_fn=tff.learning.optimizers.build_sgdm(learning_rate=server_lr),
-        client_optimizer_fn=tff.learning.optimizers.build_sgdm(learning_rate=client_lr),
-        reconstruction_optimizer_fn=tff.learning.optimizers.build_sgdm(learning_rate=recon_lr),
-        dataset_split_fn=training_split_fn(recon_epochs=recon_epochs),
-        client_weighting=tff.learning.ClientWeighting.UNIFORM,
-        model_aggregator_factory=dp_aggregator,
-        metrics_aggregator=aggregation.metrics_aggregator(aggregator, release=False))
-  return tff.learning.algorithms.build_fed_recon(
-      model_fn=model_fn,
+    factory = tff.aggregators.as_weighted_aggregator(dp_aggregator)
+    metrics_aggregator = aggregation.metrics_aggregator(aggregator, release=False)
+  else:
+    factory = aggregation.build_aggregator(aggregator, weighted=True)
+    metrics_aggregator = aggregation.metrics_aggregator(aggregator)
+  client_work = _reconstruction_client_work(
+      model_fn=client_model_fn or model_fn, weights_type=weights_type,
       loss_fn=model_lib.loss_fn(implicit_weight),
-      metrics_fn=functools.partial(model_lib.metrics_fn, implicit=implicit_weight > 0),
-      server_optimizer_fn=tff.learning.optimizers.build_sgdm(learning_rate=server_lr),
-      client_optimizer_fn=tff.learning.optimizers.build_sgdm(learning_rate=client_lr),
-      reconstruction_optimizer_fn=tff.learning.optimizers.build_sgdm(learning_rate=recon_lr),
-      dataset_split_fn=training_split_fn(recon_epochs=recon_epochs),
-      model_aggregator_factory=aggregation.build_aggregator(aggregator, weighted=True),
-      metrics_aggregator=aggregation.metrics_aggregator(aggregator))
+      metrics_fn=(None if dp_aggregator is not None else
+                  functools.partial(model_lib.metrics_fn, implicit=implicit_weight > 0)),
+      client_lr=client_lr, recon_lr=recon_lr, recon_epochs=recon_epochs,
+      uniform=dp_aggregator is not None, metrics_aggregator=metrics_aggregator)
+  return tff.learning.templates.compose_learning_process(
+      initial_model_weights_fn=initial_weights,
+      model_weights_distributor=tff.learning.templates.build_broadcast_process(weights_type),
+      client_work=client_work,
+      model_update_aggregator=factory.create(weights_type.trainable,
+                                             tff.TensorType(np.float32)),
+      model_finalizer=tff.learning.templates.build_apply_optimizer_finalizer(
+          tff.learning.optimizers.build_sgdm(learning_rate=server_lr), weights_type))
 
 
 def build_fed_recon_eval(*, model_fn, recon_lr: float, recon_epochs: int,
@@ -156,6 +283,7 @@ def build_process(split, config: config_lib.TrainConfig, *, noise_multiplier: fl
           aggregator=config, seed=config.seed)
     process = build_fed_recon(
         model_fn=model_lib.reconstruction_model_fn(**common),
+        client_model_fn=model_lib.reconstruction_model_fn(**common, random_init=False),
         client_lr=config.client_lr, server_lr=config.effective_server_lr(),
         recon_lr=config.recon_lr, recon_epochs=config.recon_epochs,
         implicit_weight=config.loss_weight(), aggregator=config, dp_aggregator=dp_aggregator)

@@ -98,6 +98,11 @@ class Offset(tf.keras.layers.Layer):
     return tf.fill(tf.shape(inputs), self.value)
 
 
+def _zeros(seed: int) -> str:
+  del seed
+  return 'zeros'
+
+
 class MatrixFactorization(tf.keras.Model):
   """Predicts `[rating, penalty, rated_logit, rated_penalty]` for `{'item', ['user']}`.
 
@@ -108,12 +113,15 @@ class MatrixFactorization(tf.keras.Model):
 
   def __init__(self, *, num_items: int, num_users: int, dim: int, l2: float,
                global_mean: float, seed: int = 0, implicit: bool,
-               implicit_l2: float):
+               implicit_l2: float, random_init: bool = True):
     super().__init__()
     self.l2 = l2
     self.implicit_l2 = implicit_l2
     self.implicit = implicit
-    normal = functools.partial(tf.keras.initializers.RandomNormal, stddev=0.1)
+    # A client's copy (not `random_init`) is overwritten by the broadcast
+    # weights before use: drawing its tables cost a third of a FedRecon round.
+    normal = (functools.partial(tf.keras.initializers.RandomNormal, stddev=0.1) if random_init
+              else _zeros)
     self.item_factors = tf.keras.layers.Embedding(
         num_items, dim, name=ITEM_FACTORS, embeddings_initializer=normal(seed=seed))
     self.item_bias = tf.keras.layers.Embedding(
@@ -269,11 +277,13 @@ def global_input_spec():
 
 def build_keras_model(*, num_items: int, num_users: int, dim: int, l2: float,
                       global_mean: float, seed: int = 0, implicit: bool,
-                      implicit_l2: float, with_user_input: bool) -> MatrixFactorization:
-  """A built (variables created) MatrixFactorization."""
+                      implicit_l2: float, with_user_input: bool,
+                      random_init: bool = True) -> MatrixFactorization:
+  """A built (variables created) MatrixFactorization (item factors all zero
+  unless `random_init`)."""
   model = MatrixFactorization(num_items=num_items, num_users=num_users, dim=dim,
                               l2=l2, global_mean=global_mean, seed=seed, implicit=implicit,
-                              implicit_l2=implicit_l2)
+                              implicit_l2=implicit_l2, random_init=random_init)
   dummy = {'item': tf.zeros([1], tf.int32)}
   if with_user_input:
     dummy['user'] = tf.zeros([1], tf.int32)
@@ -283,8 +293,9 @@ def build_keras_model(*, num_items: int, num_users: int, dim: int, l2: float,
 
 def reconstruction_model_fn(*, num_items: int, dim: int, l2: float,
                             global_mean: float, seed: int = 0, implicit: bool,
-                            implicit_l2: float):
-  """A no-arg `model_fn` for `build_fed_recon` / `build_fed_recon_eval`.
+                            implicit_l2: float, random_init: bool = True):
+  """A no-arg `model_fn` for `build_fed_recon` / `build_fed_recon_eval`
+  (`random_init=False`: zero item factors, for a client's copy of the model).
 
   It builds a `tff.learning.models.ReconstructionModel` whose global layers
   (item factors and biases of both heads, the offset) are the federation's
@@ -296,7 +307,7 @@ def reconstruction_model_fn(*, num_items: int, dim: int, l2: float,
     keras_model = build_keras_model(num_items=num_items, num_users=1, dim=dim,
                                     l2=l2, global_mean=global_mean, seed=seed,
                                     implicit=implicit, implicit_l2=implicit_l2,
-                                    with_user_input=False)
+                                    with_user_input=False, random_init=random_init)
     return tff.learning.models.ReconstructionModel.from_keras_model_and_layers(
         keras_model=keras_model,
         global_layers=[keras_model.layer(n) for n in global_names(implicit)],
