@@ -47,12 +47,18 @@ def training_user_factors(params: params_lib.MFParams, split: split_lib.Split,
 def rating_metrics(params: params_lib.MFParams, users: params_lib.UserFactors,
                    test: split_lib.UserRatings) -> dict[str, float]:
   """RMSE / MAE of clipped predictions over all of `test`'s ratings."""
+  return _rating_metrics(lambda k, items: params.scores(users.p[k], users.b_u[k:k + 1], items)[0],
+                         test)
+
+
+def _rating_metrics(predict: Callable[[int, np.ndarray], np.ndarray],
+                    test: split_lib.UserRatings) -> dict[str, float]:
+  """RMSE / MAE over `test` of `predict(user position, items)`, clipped to the scale."""
   errors = []
   for k in range(len(test)):
     items = test.items_of(k)
     if len(items):
-      predicted = np.clip(params.scores(users.p[k], users.b_u[k:k + 1], items)[0],
-                          data_lib.MIN_RATING, data_lib.MAX_RATING)
+      predicted = np.clip(predict(k, items), data_lib.MIN_RATING, data_lib.MAX_RATING)
       errors.append(predicted - test.ratings_of(k))
   errors = np.concatenate(errors) if errors else np.zeros(0)
   if not len(errors):
@@ -118,6 +124,16 @@ def mf_metrics(params: params_lib.MFParams, users: params_lib.UserFactors,
   result.update(ranking_metrics(
       lambda k: params.ranking_scores(users, k), train, test,
       num_items=params.num_items, seed=seed))
+  return result
+
+
+def device_metrics(models, train: split_lib.UserRatings, test: split_lib.UserRatings, *,
+                   seed: int) -> dict[str, float]:
+  """`mf_metrics` of personalized device models (`personalization.DeviceModels`):
+  each user predicts and ranks with their own device's parameters."""
+  result = _rating_metrics(models.scores, test)
+  result.update(ranking_metrics(models.ranking_scores, train, test,
+                                num_items=models.params.num_items, seed=seed))
   return result
 
 

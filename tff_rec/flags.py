@@ -5,10 +5,12 @@ from absl import flags
 
 from tff_common import cli
 from tff_rec import config
+from tff_rec import personalization
 from tff_rec import split as split_lib
 
 _D = config.DataConfig()
 _T = config.TrainConfig()
+_P = personalization.PersonalizeConfig()
 
 
 def define_output_dir():
@@ -71,6 +73,38 @@ def define_training_flags(defaults: config.TrainConfig = _T):
   flags.DEFINE_float('implicit_weight', defaults.implicit_weight,
                      "The implicit head's loss weight (its learning-rate multiplier).")
   flags.DEFINE_float('implicit_l2', defaults.implicit_l2, "The implicit head's L2 penalty.")
+
+
+def define_personalize_flags(*, single: bool = False):
+  """Flags of `personalization.PersonalizeConfig` (`single`: one method, for one user's list)."""
+  methods = ', '.join(personalization.METHODS)
+  if single:
+    flags.DEFINE_list('personalize', [personalization.NONE],
+                      f'How the device personalizes the released model before ranking: '
+                      f'{personalization.NONE} (reconstruction alone) or one of {methods} '
+                      '(tff_rec.personalization). Nothing it learns leaves the device.')
+  else:
+    flags.DEFINE_list('personalize', [personalization.NONE],
+                      f'Device-side personalization methods to add to the report, a comma list '
+                      f'of {methods}, or {personalization.NONE}: each adds a model '
+                      "'fedrecon+METHOD' (FedRecon's released parameters personalized on every "
+                      'device; nothing it learns leaves the device).')
+  flags.DEFINE_integer('budget_draws', _P.budget_draws,
+                       '--personalize=budget: reconstructions, each with a fresh draw of unrated '
+                       'items, whose user parameters the device averages.')
+  flags.DEFINE_integer('budget_epochs', _P.budget_epochs,
+                       "--personalize=budget: passes over the device's examples in each "
+                       "reconstruction. Default: the model's --recon_epochs.")
+  flags.DEFINE_float('budget_lr', _P.budget_lr,
+                     "--personalize=budget: its SGD step. Default: the model's --recon_lr.")
+  flags.DEFINE_integer('finetune_epochs', _P.finetune_epochs,
+                       '--personalize=finetune: passes over the device\'s examples training its '
+                       'user parameters and its local copy of its items\' parameters.')
+  flags.DEFINE_float('finetune_lr', _P.finetune_lr, '--personalize=finetune: its SGD step.')
+
+
+def personalize_config(values=None) -> personalization.PersonalizeConfig:
+  return cli.config_from_flags(personalization.PersonalizeConfig, values)
 
 
 def data_config(values=None) -> config.DataConfig:

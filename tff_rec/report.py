@@ -1,7 +1,10 @@
 """The comparison of fedrecon, fedavg, centralized and popularity (Python, after training).
 
 Evaluates every model found in an output directory on the same split, then
-writes `summary.json`, `report.md` and `curves.png` atomically.
+writes `summary.json`, `report.md` and `curves.png` atomically. With device-side
+personalization (`personalization.PersonalizeConfig`), each method adds a model
+'fedrecon+<method>': FedRecon's released parameters, personalized on every
+device (training and held-out users), in the same tables and summary shape.
 """
 
 import time
@@ -16,6 +19,7 @@ from tff_rec import centralized
 from tff_rec import config as config_lib
 from tff_rec import evaluation
 from tff_rec import params as params_lib
+from tff_rec import personalization
 from tff_rec import reconstruction
 from tff_rec import split as split_lib
 
@@ -24,9 +28,25 @@ COMPARED = ('fedrecon', 'fedavg', 'centralized', 'popularity')
 COLUMNS = ('rmse', 'mae', 'hr@10', 'ndcg@10', 'recall@20')
 
 
+PERSONALIZED = 'fedrecon+{}'
+
+
+def compared(results: dict) -> list[str]:
+  """The models of `results` in report order: each personalized FedRecon after FedRecon."""
+  names = []
+  for name in COMPARED:
+    names.append(name)
+    if name == 'fedrecon':
+      names += [PERSONALIZED.format(m) for m in personalization.METHODS]
+  return [name for name in names if name in results]
+
+
 def evaluate_all(output_dir: str, *, split: split_lib.Split | None = None,
+                 personalize: personalization.PersonalizeConfig = personalization.DEFAULT,
                  log=progress.print_flushed) -> dict:
-  """Metrics of every model trained in `output_dir`, for training and held-out users."""
+  """Metrics of every model trained in `output_dir`, for training and held-out users
+  (and of FedRecon personalized on the devices by each method of `personalize`)."""
+  personalize.check()
   root = run_dir_lib.RunDir(output_dir)
   data_config = config_lib.read_data_config(root)
   if split is None:
@@ -55,6 +75,13 @@ def evaluate_all(output_dir: str, *, split: split_lib.Split | None = None,
     results[algorithm]['privacy'] = metadata.get('privacy', {'differential_privacy': 'none'})
     results[algorithm]['privacy_text'] = metadata.get('privacy_text', 'no differential privacy')
     log(f'{algorithm}: evaluated in {time.perf_counter() - started:.0f} s')
+    if algorithm == 'fedrecon':
+      for method in personalize.personalize:
+        started = time.perf_counter()
+        results[PERSONALIZED.format(method)] = _evaluate_personalized(
+            method, params, split, config, personalize, seed=seed)
+        log(f'fedrecon+{method}: personalized on every device and evaluated in '
+            f'{time.perf_counter() - started:.0f} s')
   scores = centralized.popularity(split)
   results['popularity'] = {
       'users': evaluation.popularity_metrics(scores, split.train, split.test, seed=seed),
@@ -99,16 +126,36 @@ def _evaluate_mf(algorithm, params, split, config, *, seed):
   return {'users': users, 'heldout': heldout}
 
 
+# How each personalization method is described in report.md (personalization.py).
+_DESCRIBE = {
+    'budget': "FedRecon's parameters, each device reconstructing its own {draws} times (a fresh "
+              'draw of unrated items each, {epochs} passes at step {lr:g}: its own budget) and '
+              'keeping their mean.',
+    'finetune': "FedRecon's parameters, each device then training its user parameters and a local "
+                'copy of its items\' parameters on its own examples ({epochs} passes at step {lr:g}).',
+}
+
+
+def _evaluate_personalized(method, params, split, config, personalize, *, seed):
+  """FedRecon's released parameters personalized by `method` on each device."""
+  recon = config.recon()
+  result = {'personalization': {'method': method,
+                                **personalization.settings(method, personalize, recon)}}
+  for group, train, test in (('users', split.train, split.test),
+                             ('heldout', split.heldout_train, split.heldout_test)):
+    models = personalization.personalize(method, params, train, recon=recon, config=personalize)
+    result[group] = evaluation.device_metrics(models, train, test, seed=seed)
+  return result
+
+
 def summary(results: dict) -> dict:
   out = {}
-  for name in COMPARED:
-    if name not in results:
-      continue
+  for name in compared(results):
     keys = ('hr@10', 'ndcg@10', 'recall@20') if name == 'popularity' else COLUMNS
     out[name] = dict(evaluation.summary_row(results[name]['users'], keys))
     out[name]['heldout'] = dict(evaluation.summary_row(results[name]['heldout'], keys))
     for extra in ('train_seconds', 'rounds', communication.BYTES_UP, communication.BYTES_DOWN,
-                  'privacy'):
+                  'privacy', 'personalization'):
       if results[name].get(extra) is not None:
         out[name][extra] = results[name][extra]
   out['global_mean_rmse'] = results['global_mean_rmse']
@@ -123,10 +170,9 @@ def _fmt(value):
 def table(results: dict, group: str) -> str:
   lines = ['| model | RMSE | MAE | HR@10 | NDCG@10 | Recall@20 |',
            '|---|---|---|---|---|---|']
-  for name in COMPARED:
-    if name in results:
-      row = evaluation.nan_to_none(results[name][group])
-      lines.append(f'| {name} | ' + ' | '.join(_fmt(row.get(c)) for c in COLUMNS) + ' |')
+  for name in compared(results):
+    row = evaluation.nan_to_none(results[name][group])
+    lines.append(f'| {name} | ' + ' | '.join(_fmt(row.get(c)) for c in COLUMNS) + ' |')
   return '\n'.join(lines)
 
 
@@ -154,6 +200,10 @@ def markdown(results: dict, output_dir: str) -> str:
       if implicit else '',
       f'{", ".join(rating_only)} rank by predicted rating (no implicit head).'
       if rating_only else '']))
+  personalized = ''.join(
+      f'\n* {name}: {_DESCRIBE[results[name]["personalization"]["method"]].format(**results[name]["personalization"])} '
+      'Every parameter it learns stays on the device; RMSE is the device\'s own (NumPy).'
+      for name in compared(results) if 'personalization' in results[name])
   return f"""# Federated recommendation: {output_dir}
 
 {s['training_users']} training users ({s['train_ratings']:,} train / {s['test_ratings']:,} test ratings), \
@@ -167,7 +217,7 @@ the vocabulary, skipped: {skipped}.
   (the same seeded negatives for every model); {ranked['users'].get('ranked_users', 0)} training
   users and {ranked['heldout'].get('ranked_users', 0)} held-out users have such an item.
   {ranking_by}
-* Recall@20: test items rated >= 4 found in the top 20 of the whole catalogue (train items excluded).
+* Recall@20: test items rated >= 4 found in the top 20 of the whole catalogue (train items excluded).{personalized}
 
 ## Training users
 
@@ -212,12 +262,14 @@ def curves(root: run_dir_lib.RunDir, name: str, *, centralized_rmse=None):
 
 
 def write(output_dir: str, *, split: split_lib.Split | None = None,
+          personalize: personalization.PersonalizeConfig = personalization.DEFAULT,
           log=progress.print_flushed) -> tuple[dict, str]:
   """Evaluates, writes summary.json, report.md and curves.png; returns the
   results and the report's text."""
+  personalize.check()
   root = run_dir_lib.RunDir(output_dir)
   with root.lock(create=False):
-    results = evaluate_all(output_dir, split=split, log=log)
+    results = evaluate_all(output_dir, split=split, personalize=personalize, log=log)
     report = markdown(results, output_dir)
     root.write_json(run_dir_lib.SUMMARY, summary(results))
     root.write_text(run_dir_lib.REPORT, report)

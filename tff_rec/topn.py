@@ -2,7 +2,9 @@
 
 `top_n` runs where the user's ratings are (their device): it needs only the
 global item parameters the server released and the user's ratings, and sends
-nothing back. `recommend` plays that device for one user of a run directory.
+nothing back. With a personalization method (`personalization.METHODS`) the
+device personalizes its copy of the model first; what it learns stays there.
+`recommend` plays that device for one user of a run directory.
 """
 
 import dataclasses
@@ -16,6 +18,7 @@ from tff_common import run_dir as run_dir_lib
 from tff_rec import config as config_lib
 from tff_rec import data as data_lib
 from tff_rec import params as params_lib
+from tff_rec import personalization
 from tff_rec import ranking
 from tff_rec import reconstruction
 from tff_rec import split as split_lib
@@ -30,18 +33,23 @@ class Recommendation:
 
 
 def top_n(params: params_lib.MFParams, items: np.ndarray, ratings: np.ndarray, *,
-          n: int, recon: reconstruction.ReconConfig, user: int = 0) -> tuple[np.ndarray, np.ndarray]:
+          n: int, recon: reconstruction.ReconConfig, user: int = 0,
+          personalize: str = personalization.NONE,
+          config: personalization.PersonalizeConfig = personalization.DEFAULT
+          ) -> tuple[np.ndarray, np.ndarray]:
   """The n items the user has not rated that the model ranks first, and their
   predicted ratings.
 
   The device rebuilds its parameters from its ratings (and, for a model with
-  the implicit head, unrated items it samples itself, seeded by `user`); items
-  are ranked by `MFParams.ranking_scores`.
+  the implicit head, unrated items it samples itself, seeded by `user`), and
+  personalizes them by `personalize` (`config` its settings); items are ranked
+  by `MFParams.ranking_scores` (of its personalized copy).
   """
   examples = recon.examples(params.num_items, user, items, ratings)
-  factors = recon.reconstruct(params, [examples])
-  best = ranking.top_k(params.ranking_scores(factors, 0), n, exclude=np.asarray(items, np.int64))
-  predicted = params.scores(factors.p[0], factors.b_u[:1], best)[0]
+  device = personalization.device_models(personalize, params, [examples], recon=recon,
+                                         config=config, users=[user])
+  best = ranking.top_k(device.ranking_scores(0), n, exclude=np.asarray(items, np.int64))
+  predicted = device.scores(0, best)
   return best, np.clip(predicted, data_lib.MIN_RATING, data_lib.MAX_RATING)
 
 
@@ -63,11 +71,18 @@ def user_ratings(split: split_lib.Split, user: int) -> tuple[np.ndarray, np.ndar
 
 def recommend(output_dir: str, *, user: int, n: int = 10, algorithm: str = 'fedrecon',
               split: split_lib.Split = None,
+              personalize: personalization.PersonalizeConfig = personalization.DEFAULT,
               log=progress.print_flushed) -> tuple[list[Recommendation], int, str]:
-  """Top-n for `user` with the model trained in `output_dir`; also returns their
+  """Top-n for `user` with the model trained in `output_dir`, personalized on the
+  device by the one method of `personalize` if it names one; also returns their
   rating count and what the list is ranked by."""
   checks.at_least('n', n, 1)
   checks.one_of('algorithm', algorithm, config_lib.ALGORITHMS)
+  personalize.check()
+  if len(personalize.personalize) > 1:
+    checks.fail('personalize', ','.join(personalize.personalize),
+                f'{personalization.NONE} or one of {", ".join(personalization.METHODS)}')
+  method = personalize.personalize[0] if personalize.personalize else personalization.NONE
   root = run_dir_lib.RunDir(output_dir)
   arrays, _ = root.child(algorithm).load_model(
       missing_hint=f'train with --algorithm={algorithm} first')
@@ -77,9 +92,12 @@ def recommend(output_dir: str, *, user: int, n: int = 10, algorithm: str = 'fedr
     split = split_lib.load_and_split(config_lib.read_data_config(root), log=log)
   config_lib.check_data(root, split)
   items, ratings = user_ratings(split, user)
-  best, predicted = top_n(params, items, ratings, n=n, recon=config.recon(), user=user)
+  best, predicted = top_n(params, items, ratings, n=n, recon=config.recon(), user=user,
+                          personalize=method, config=personalize)
   ranked_by = ('how likely the user is to pick each movie (the implicit head)'
                if params.implicit else 'predicted rating')
+  if method != personalization.NONE:
+    ranked_by += f', personalized on the device ({method})'
   return [Recommendation(int(i), int(split.item_ids[i]), split.title(int(i)), float(r))
           for i, r in zip(best, predicted)], len(items), ranked_by
 

@@ -7,6 +7,7 @@ import pytest
 
 from tests.tff_rec import helpers
 from tff_rec import config as config_lib
+from tff_rec import personalization
 from tff_rec import report
 from tff_rec import synthetic
 from tff_rec import training
@@ -23,7 +24,10 @@ def test_report_compares_the_four_models(tmp_path):
                    output_dir=out, log=lambda s: None)
   # As tff_rec.evaluate does: the centralized baseline is trained if missing.
   split = training.train_baseline_if_missing(out, log=lambda s: None)
-  results, report_text = report.write(out, split=split, log=lambda s: None)
+  personalize = personalization.PersonalizeConfig(personalize=['budget', 'finetune'],
+                                                  budget_draws=2)
+  results, report_text = report.write(out, split=split, personalize=personalize,
+                                      log=lambda s: None)
   with open(os.path.join(out, 'summary.json')) as f:
     summary = json.load(f)
   for name in ('fedrecon', 'fedavg', 'centralized'):
@@ -31,6 +35,15 @@ def test_report_compares_the_four_models(tmp_path):
     assert 0 < summary[name]['rmse'] < 3 and 0 <= summary[name]['hr@10'] <= 1
     assert summary[name]['heldout']['rmse'] > 0
   assert {'hr@10', 'ndcg@10'} <= set(summary['popularity'])
+  # Each personalization method is a model of the same shape as fedrecon's.
+  for method in personalization.METHODS:
+    name = f'fedrecon+{method}'
+    assert set(report.COLUMNS) <= set(summary[name]) and summary[name]['heldout']['rmse'] > 0
+    assert set(summary[name]['heldout']) == set(summary['fedrecon']['heldout'])
+    assert 0 <= summary[name]['hr@10'] <= 1
+    assert summary[name]['personalization']['method'] == method
+  assert summary['fedrecon+budget']['personalization']['draws'] == 2
+  assert list(summary)[:3] == ['fedrecon', 'fedrecon+budget', 'fedrecon+finetune']
   # FedRecon's reported RMSE is TFF's federated evaluation; the on-device
   # NumPy reconstruction agrees with it.
   users = results['fedrecon']['users']
@@ -48,4 +61,5 @@ def test_report_compares_the_four_models(tmp_path):
     text = f.read()
   assert text == report_text
   assert '| centralized |' in text and '## Held-out users' in text
+  assert text.count('| fedrecon+budget |') == 2 and text.count('| fedrecon+finetune |') == 2
   assert os.path.getsize(os.path.join(out, 'curves.png')) > 0

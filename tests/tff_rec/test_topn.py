@@ -41,3 +41,32 @@ def test_a_user_who_rated_everything_is_told_so():
   text = topn.format_table([], user=7, rated=24, algorithm='fedrecon', ranked_by='x')
   assert text == ('user 7: has rated all 24 movies of the vocabulary (fedrecon); '
                   'there is nothing left to recommend')
+
+
+def test_a_personalized_list_is_the_devices_own_ranking(tiny_split):
+  from tff_rec import personalization
+  rng = np.random.default_rng(1)
+  n_items = tiny_split.num_items
+  model = params.MFParams(
+      item_factors=rng.normal(size=(n_items, 4)).astype(np.float32),
+      item_bias=rng.normal(size=n_items).astype(np.float32), offset=3.5, l2=0.01,
+      implicit_item_factors=rng.normal(size=(n_items, 4)).astype(np.float32),
+      implicit_item_bias=rng.normal(size=n_items).astype(np.float32))
+  recon = reconstruction.ReconConfig(lr=0.1, epochs=3, batch_size=8, negatives_per_rating=1.0,
+                                     implicit_weight=5.0)
+  config = personalization.PersonalizeConfig(budget_draws=3, finetune_epochs=2)
+  user = int(tiny_split.train.users[0])
+  items, ratings = topn.user_ratings(tiny_split, user)
+  plain_factors = recon.reconstruct(model, [recon.examples(n_items, user, items, ratings)])
+  for method in personalization.METHODS:
+    best, _ = topn.top_n(model, items, ratings, n=5, recon=recon, user=user,
+                         personalize=method, config=config)
+    device = personalization.device_models(
+        method, model, [recon.examples(n_items, user, items, ratings)], recon=recon,
+        config=config, users=[user])
+    scores = device.ranking_scores(0)
+    assert not set(best.tolist()) & set(items.tolist())
+    assert np.all(np.diff(scores[best]) <= 1e-6)
+    assert scores[best[-1]] >= np.delete(scores, np.concatenate([items, best])).max() - 1e-6
+    # The device ranked with its personalized parameters, not the plain reconstruction.
+    assert not np.allclose(device.users.s, plain_factors.s)
