@@ -12,7 +12,7 @@ import pytest
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 PACKAGES = ('tff_common', 'tff_credit', 'tff_rec', 'numpy_fl')
-BINARIES = {'train', 'evaluate', 'recommend', 'demo', '__main__'}
+BINARIES = {'train', 'evaluate', 'recommend', 'demo', 'study', '__main__'}
 
 
 def test_installed_versions_are_the_locked_ones():
@@ -93,7 +93,7 @@ def test_only_binaries_import_a_trainer():
 
 @pytest.mark.parametrize('modules,forbidden', [
     # On-device code: a device needs the released item parameters and its own ratings.
-    (['tff_rec.reconstruction', 'tff_rec.topn', 'tff_rec.params', 'tff_rec.ranking'],
+    (['tff_rec.reconstruction', 'tff_rec.personalization', 'tff_rec.topn', 'tff_rec.params', 'tff_rec.ranking'],
      ['tensorflow', 'tensorflow_federated', 'tff_rec.training', 'tff_rec.report',
       'tff_rec.clients', 'tff_rec.algorithms', 'tff_common.program', 'tff_common.runtime']),
     # The settings of a run are plain data.

@@ -16,6 +16,7 @@
   run_dir         a run directory's file names and layout, and typed readers/writers
   runtime         TFF's C++ execution context over one or more workers (owned ones cannot outlive us)
   sparsification  top-k and random-k sparsified sums of client updates (TFF factories)
+  study           a grid of runs x seeds: resumable cells, mean ± sd, study.md / .csv / .png
   worker          `python -m tff_common.worker`: serve or health-check a TFF worker on a host
   seeding         the seeding rule: per-(seed, round, client) generators, the global seed
 """
