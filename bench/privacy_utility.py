@@ -2,14 +2,18 @@ r"""The privacy-utility curves of issue 12: epsilon against model quality.
 
     .venv/bin/python bench/privacy_utility.py --output_dir=/tmp/pu
     .venv/bin/python bench/privacy_utility.py --output_dir=/tmp/pu --jobs=credit
+    .venv/bin/python bench/privacy_utility.py --output_dir=/tmp/pu --jobs=rec --rec_parts=tune \
+        --rec_tune_dim=8,32 --rec_tune_implicit_weight=0,40 --rec_tune_adaptive_quantile=none,0.5
     .venv/bin/python bench/privacy_utility.py --output_dir=/tmp/pu --jobs=synthetic \
-        --synthetic_users=10000,30000 --synthetic_clients_per_round=500
+        --synthetic_populations=3000,10000,100000 --synthetic_sampling_rate=0.01
 
 Three studies (`--jobs`), each a set of cells; a cell is one training run
 (the library calls behind `tff_credit.train` / `tff_rec.train`, in this
 process, into OUTPUT_DIR/<job>/<cell>) and its measurement, cell.json. A cell
 whose cell.json exists is skipped, so a rerun resumes where the last one
-stopped (an interrupted training resumes from its checkpoint).
+stopped (an interrupted bundled training resumes from its checkpoint).
+Several processes may share an OUTPUT_DIR if they train different cells
+(e.g. `--rec_parts=baseline` in one, `--rec_parts=tune` in another).
 
   credit     customer-level (DP-SGD inside the banks, `--dp_level=record`) at
              each `--credit_epsilons` (delta 1e-5) and bank-level (the DP mean
@@ -22,15 +26,27 @@ stopped (an interrupted training resumes from its checkpoint).
   rec        FedRecon with user-level DP on the bundled MovieLens (Poisson
              sampling, `--rec_clients_per_round` per round) at each
              `--rec_epsilons`, against non-private FedRecon (its defaults).
-             First a tuning sweep (`--rec_tune_*`: server lr x clip, short
-             runs at one epsilon); the curve uses the best. Measures the
+             First a tuning sweep (`--rec_tune_*`: server lr x clip x adaptive
+             clipping x model dimension x implicit-head weight, short runs at
+             one epsilon); the curve uses the best, with a non-private run of
+             the same model when it is not the default one. Measures the
              training users' test RMSE and HR@10 (NumPy, on-device
              reconstruction: `tff_rec.evaluation.mf_metrics`, the figures
              `tff_rec.report` prints, without its centralized baseline).
-  synthetic  the same model on tff_rec's synthetic low-rank users, scaled up
-             (`--synthetic_users` x `--synthetic_clients_per_round`), at each
-             `--synthetic_epsilons` and epsilon = inf; the non-private and the
-             DP runs each take the best of `--synthetic_server_lr`.
+  synthetic  the same FedRecon on `tff_rec.synthetic.SyntheticPopulation`
+             (users made on demand, 20-100 ratings each, `--synthetic_items`
+             items), for each of `--synthetic_populations` N with q N users
+             a round (Poisson, q = `--synthetic_sampling_rate`): at each
+             `--synthetic_epsilons` and without DP, scored on the test ratings
+             of `--synthetic_eval_users` of its users. No per-round
+             evaluation or checkpoint: a cell reruns whole.
+
+Noise-equivalent runs (synthetic). A deployment whose q N exceeds
+`--synthetic_run_clients` (m_run) is trained with m_run users a round of the
+same population and noise multiplier z m_run / (q N): the same noise on the
+averaged update as the deployment (z clip / (q N)), with its epsilon, delta
+and z reported; only the sampling variance of the average is larger, so such
+a row understates the deployment's utility, if anything.
 
 Writes privacy_utility.csv (one row per cell), privacy_utility.md (the
 tables and whether each goal is met) and privacy_utility_{credit,rec}.png.
@@ -91,31 +107,59 @@ _REC_TUNE_ROUNDS = flags.DEFINE_integer('rec_tune_rounds', 20, 'Rounds of a tuni
 _REC_TUNE_SERVER_LR = flags.DEFINE_list('rec_tune_server_lr', ['3', '10'],
                                         'DP server learning rates to try.')
 _REC_TUNE_CLIP = flags.DEFINE_list('rec_tune_dp_clip', ['0.1', '0.5'],
-                                   'User update clip norms to try.')
-# Recommendation, synthetic population.
-_SYN_USERS = flags.DEFINE_integer('synthetic_users', 2000,
-                                  'Synthetic users made and trained on (10% held out).')
-_SYN_ITEMS = flags.DEFINE_integer('synthetic_items', 100, 'Items of the synthetic catalogue.')
-_SYN_CLIENTS = flags.DEFINE_integer('synthetic_clients_per_round', 50,
-                                    'Expected users per round of the runs (Poisson sampling).')
-_SYN_DEPLOYMENTS = flags.DEFINE_list(
-    'synthetic_deployments', ['10000:500', '100000:1000'],
-    'Deployments emulated, POPULATION:CLIENTS_PER_ROUND each (the runs themselves are '
-    'always one, too): see "noise-equivalent runs" in the module docstring.')
-_SYN_EPSILONS = flags.DEFINE_list('synthetic_epsilons', ['10', '3'],
+                                   'User update clip norms to try (adaptive: the first clip).')
+_REC_TUNE_QUANTILE = flags.DEFINE_list(
+    'rec_tune_adaptive_quantile', ['none'],
+    "Adaptive clipping to try: 'none' (fixed clip) or target quantiles of the update norms.")
+_REC_TUNE_DIM = flags.DEFINE_list('rec_tune_dim', ['32'],
+                                  'Model dimensions to try (the noise is on every item '
+                                  'parameter: fewer parameters, less noise).')
+_REC_TUNE_IMPLICIT = flags.DEFINE_list('rec_tune_implicit_weight', ['40'],
+                                       'Implicit-head weights to try (0: no implicit head).')
+REC_PARTS = ('baseline', 'tune', 'curve')
+_REC_PARTS = flags.DEFINE_list(
+    'rec_parts', list(REC_PARTS),
+    'Parts of the bundled study to train (several processes may share --output_dir, '
+    'each training other parts): baseline (non-private at --rec_rounds), tune (the sweep), '
+    'curve (the best setting of the sweep at each epsilon; finished sweep cells count).')
+# Recommendation, synthetic population (tff_rec.synthetic.SyntheticPopulation).
+_SYN_POPULATIONS = flags.DEFINE_list('synthetic_populations', ['3000', '10000', '30000', '100000'],
+                                     'Population sizes N (users made on demand).')
+_SYN_RATE = flags.DEFINE_float('synthetic_sampling_rate', 0.01,
+                               'q: each user takes part in a round with this probability '
+                               '(Poisson), so a deployment has q x N users per round.')
+_SYN_RUN_CLIENTS = flags.DEFINE_integer(
+    'synthetic_run_clients', 100,
+    'At most this many users per round are trained on; a deployment with more runs '
+    'noise-equivalent (see the module docstring).')
+_SYN_ITEMS = flags.DEFINE_integer('synthetic_items', 1000, 'Items of the synthetic catalogue.')
+_SYN_EPSILONS = flags.DEFINE_list('synthetic_epsilons', ['10'],
                                   'User-level epsilons (delta: below 1/population).')
-_SYN_ROUNDS = flags.DEFINE_integer('synthetic_rounds', 20, 'Rounds of every synthetic run.')
-_SYN_SERVER_LR = flags.DEFINE_list('synthetic_server_lr', ['30'],
-                                   'Server learning rates: the non-private runs take the best, '
-                                   'the DP runs the best at the first epsilon and deployment.')
-_SYN_CLIP = flags.DEFINE_float('synthetic_dp_clip', 0.1, 'Clip norm of the synthetic DP runs.')
+_SYN_ROUNDS = flags.DEFINE_integer('synthetic_rounds', 50, 'Rounds of every synthetic run.')
+_SYN_SERVER_LR = flags.DEFINE_float('synthetic_server_lr', 10.0, 'Server lr of the DP runs.')
+_SYN_BASELINE_LR = flags.DEFINE_float('synthetic_baseline_server_lr', 10.0,
+                                      'Server lr of the non-private runs (example-weighted).')
+_SYN_CLIP = flags.DEFINE_float('synthetic_dp_clip', 0.5,
+                               'Clip norm of the DP runs (adaptive: the first clip).')
+_SYN_QUANTILE = flags.DEFINE_float('synthetic_adaptive_quantile', None,
+                                   'Adaptive clipping of the DP runs; unset: a fixed clip.')
+_SYN_DIM = flags.DEFINE_integer('synthetic_dim', 32, 'Model dimension (DP and non-private).')
+_SYN_IMPLICIT = flags.DEFINE_float('synthetic_implicit_weight', 40.0,
+                                   'Implicit-head weight (0: none), DP and non-private.')
+_SYN_EVAL_USERS = flags.DEFINE_integer('synthetic_eval_users', 500,
+                                       'Training users whose test ratings score a run.')
+SYN_PARTS = ('dp', 'baseline')
+_SYN_PARTS = flags.DEFINE_list('synthetic_parts', list(SYN_PARTS),
+                               'Cells to train: dp (each epsilon), baseline (non-private); '
+                               'finished cells of the others are read.')
 
 CELL = 'cell.json'          # a finished cell's measurement, next to its run
 CREDIT_DELTA = 1e-5
 CREDIT_GOAL = {'epsilon': 3.0, 'auc_cost': 0.03}
 REC_GOAL = {'epsilon': 10.0, 'rmse_cost': 0.05}
 COLUMNS = ('job', 'study', 'cell', 'level', 'epsilon', 'delta', 'noise_multiplier', 'sampling',
-           'population', 'clients_per_round', 'rounds', 'dp_clip', 'client_lr', 'server_lr',
+           'population', 'clients_per_round', 'rounds', 'dp_clip', 'adaptive_quantile',
+           'last_clip', 'dim', 'implicit_weight', 'client_lr', 'server_lr',
            'local_epochs', 'batch_size', 'pooled_auc', 'auc_cost', 'bank_auc', 'bank_epsilon',
            'test_rmse', 'rmse_cost', 'hr@10', 'run_population', 'run_clients_per_round',
            'run_noise_multiplier', 'seconds')
@@ -317,11 +361,27 @@ def _rec_measure(data_config, split, train_fields: dict, overrides: dict):
         'population': len(split.train), 'clients_per_round': train.clients_per_round,
         'rounds': train.rounds, 'dp_clip': train.dp_clip if train.dp_enabled else None,
         'client_lr': train.client_lr, 'server_lr': train.effective_server_lr(),
+        'dim': train.dim, 'implicit_weight': train.loss_weight(),
+        'adaptive_quantile': train.dp_adaptive_quantile if train.dp_enabled else None,
+        'last_clip': _last_clip(run_dir.RunDir(path).child(train.algorithm)),
         'test_rmse': round(metrics['rmse'], 4), 'hr@10': round(metrics['hr@10'], 4),
         **overrides,
     }
 
   return measure
+
+
+def _last_clip(run) -> float | None:
+  """The adaptive clip of a run's last round (metrics.csv), None if it has none."""
+  path = run.metrics_csv
+  if not os.path.exists(path):
+    return None
+  with open(path, newline='') as f:
+    rows = list(csv.DictReader(f))
+  names = [k for k in (rows[0] if rows else {}) if k.endswith('/clip')]
+  if not names or not rows[-1].get(names[0]):
+    return None
+  return round(float(rows[-1][names[0]]), 4)
 
 
 def _global_mean_rmse(split) -> float:
@@ -333,6 +393,60 @@ def _global_mean_rmse(split) -> float:
 def _rec_cell(study, kind, name, data_config, split, fields, overrides=None):
   measure = None if split is None else _rec_measure(data_config, split, fields, overrides or {})
   return study.cell(kind, name, measure)
+
+
+def _rec_setting_name(s: dict) -> str:
+  """A DP setting's part of a cell name; model settings at tff_rec's defaults
+  are left out (so cells named before they were swept keep their names)."""
+  from tff_rec import config
+  default = config.TrainConfig()
+  name = f'lr{_g(s["server_lr"])}_clip{_g(s["dp_clip"])}'
+  if s.get('dp_adaptive_quantile') is not None:
+    name += f'_q{_g(s["dp_adaptive_quantile"])}'
+  return name + _rec_model_name(s, default)
+
+
+def _rec_model_name(s: dict, default) -> str:
+  name = ''
+  if s.get('dim', default.dim) != default.dim:
+    name += f'_d{s["dim"]}'
+  if s.get('implicit_weight', default.implicit_weight) != default.implicit_weight:
+    name += f'_w{_g(s["implicit_weight"])}'
+  return name
+
+
+def _rec_model_fields(s: dict) -> dict:
+  """The model flags of a setting (implicit weight 0: no implicit head)."""
+  fields = {k: s[k] for k in ('dim', 'implicit_weight') if k in s}
+  if fields.get('implicit_weight') == 0:
+    fields['negatives_per_rating'] = 0.0
+  return fields
+
+
+def _weights(flag: str, values) -> list[float]:
+  """Numbers >= 0 (0 allowed: no implicit head)."""
+  out = []
+  for value in values:
+    try:
+      number = float(value)
+    except ValueError:
+      checks.fail(flag, ','.join(values), 'a comma-separated list of numbers >= 0')
+    checks.non_negative(flag, number)
+    out.append(number)
+  return out
+
+
+def _quantiles(flag: str, values) -> list:
+  out = []
+  for value in values:
+    if value == 'none':
+      out.append(None)
+      continue
+    number = _floats(flag, [value])[0]
+    if not number < 1:
+      checks.fail(flag, ','.join(values), "a comma-separated list of 'none' or numbers in (0, 1)")
+    out.append(number)
+  return out
 
 
 def run_rec() -> Study:
@@ -349,125 +463,188 @@ def run_rec() -> Study:
   checks.at_least('rec_clients_per_round', clients, 1)
   checks.at_least('rec_rounds', _REC_ROUNDS.value, 1)
   checks.at_least('rec_tune_rounds', _REC_TUNE_ROUNDS.value, 1)
+  for part in _REC_PARTS.value:
+    checks.one_of('rec_parts', part, REC_PARTS)
+  parts = set(_REC_PARTS.value)
+  # Every list is checked before anything trains.
+  grid = list(itertools.product(
+      _floats('rec_tune_server_lr', _REC_TUNE_SERVER_LR.value),
+      _floats('rec_tune_dp_clip', _REC_TUNE_CLIP.value),
+      _quantiles('rec_tune_adaptive_quantile', _REC_TUNE_QUANTILE.value),
+      _ints('rec_tune_dim', _REC_TUNE_DIM.value),
+      _weights('rec_tune_implicit_weight', _REC_TUNE_IMPLICIT.value)))
+  epsilons = _floats('rec_epsilons', _REC_EPSILONS.value)
   poisson = dict(clients_per_round=clients, client_sampling='poisson')
-  _rec_cell(study, 'baseline', f'nonprivate_r{_REC_ROUNDS.value}', data_config, split,
-            dict(rounds=_REC_ROUNDS.value, **poisson))
-  if _REC_TUNE_ROUNDS.value != _REC_ROUNDS.value:
+  default = config.TrainConfig()
+  if 'baseline' in parts:
+    _rec_cell(study, 'baseline', f'nonprivate_r{_REC_ROUNDS.value}', data_config, split,
+              dict(rounds=_REC_ROUNDS.value, **poisson))
+  if _REC_TUNE_ROUNDS.value != _REC_ROUNDS.value and 'tune' in parts:
     # The sweep's own reference: non-private at the sweep's rounds.
     _rec_cell(study, 'tune', f'nonprivate_r{_REC_TUNE_ROUNDS.value}', data_config, split,
               dict(rounds=_REC_TUNE_ROUNDS.value, **poisson))
   tuned = []
-  for lr, clip in itertools.product(_floats('rec_tune_server_lr', _REC_TUNE_SERVER_LR.value),
-                                    _floats('rec_tune_dp_clip', _REC_TUNE_CLIP.value)):
-    name = f'eps{_g(_REC_TUNE_EPSILON.value)}_lr{_g(lr)}_clip{_g(clip)}_r{_REC_TUNE_ROUNDS.value}'
+  for lr, clip, quantile, dim, implicit_weight in grid:
+    setting = dict(server_lr=lr, dp_clip=clip, dp_adaptive_quantile=quantile, dim=dim,
+                   implicit_weight=implicit_weight)
+    name = f'eps{_g(_REC_TUNE_EPSILON.value)}_{_rec_setting_name(setting)}_r{_REC_TUNE_ROUNDS.value}'
+    if 'tune' not in parts and not run_dir.RunDir(os.path.join(study.root, name)).exists(CELL):
+      continue
     row = _rec_cell(study, 'tune', name, data_config, split,
                     dict(rounds=_REC_TUNE_ROUNDS.value, target_epsilon=_REC_TUNE_EPSILON.value,
-                         server_lr=lr, dp_clip=clip, **poisson))
+                         server_lr=lr, dp_clip=clip, dp_adaptive_quantile=quantile,
+                         **_rec_model_fields(setting), **poisson))
     if row:
-      tuned.append((row['test_rmse'], lr, clip))
-  if not tuned:
+      tuned.append((row['test_rmse'], setting))
+  if not tuned or 'curve' not in parts:
     return study
-  _, lr, clip = min(tuned)
-  print(f'   rec: DP curve with server_lr={_g(lr)} dp_clip={_g(clip)} (best test RMSE of the '
-        'sweep)', flush=True)
-  for epsilon in _floats('rec_epsilons', _REC_EPSILONS.value):
-    _rec_cell(study, 'dp', f'eps{_g(epsilon)}_lr{_g(lr)}_clip{_g(clip)}_r{_REC_ROUNDS.value}',
-              data_config, split, dict(rounds=_REC_ROUNDS.value, target_epsilon=epsilon,
-                                       server_lr=lr, dp_clip=clip, **poisson))
+  _, best = min(tuned, key=lambda t: t[0])
+  print(f'   rec: DP curve with {best} (best test RMSE of the sweep)', flush=True)
+  for epsilon in epsilons:
+    _rec_cell(study, 'dp', f'eps{_g(epsilon)}_{_rec_setting_name(best)}_r{_REC_ROUNDS.value}',
+              data_config, split,
+              dict(rounds=_REC_ROUNDS.value, target_epsilon=epsilon, server_lr=best['server_lr'],
+                   dp_clip=best['dp_clip'], dp_adaptive_quantile=best['dp_adaptive_quantile'],
+                   **_rec_model_fields(best), **poisson))
+  model_name = _rec_model_name(best, default)
+  if model_name:
+    # The tuned model without DP: the curve's own epsilon = inf point (after
+    # the DP points: the default model's baseline is the goal's reference).
+    _rec_cell(study, 'baseline', f'nonprivate{model_name}_r{_REC_ROUNDS.value}', data_config,
+              split, dict(rounds=_REC_ROUNDS.value, **_rec_model_fields(best), **poisson))
   return study
 
 
-def synthetic_ratings_file(directory: str, *, users: int, items: int, seed: int = 0) -> str:
-  """tff_rec's synthetic low-rank ratings for `users` users, as a MovieLens CSV
-  in `directory` (made once: written to a temporary directory, then renamed)."""
-  from tff_rec import synthetic
-  path = os.path.join(directory, 'ratings.csv')
-  if os.path.exists(path):
-    return path
-  partial = directory + '.partial'
-  shutil.rmtree(partial, ignore_errors=True)
-  synthetic.write(synthetic.synthetic_ratings(seed, num_users=users, num_items=items), partial,
-                  'csv')
-  os.replace(partial, directory)
-  return path
+def _population_measure(population, train_fields: dict, overrides: dict):
+  """Trains FedRecon on a lazy synthetic population (Poisson sampling, no
+  checkpoints: a cell is the unit that resumes) and scores it on
+  `--synthetic_eval_users` of its users' test ratings."""
+  import numpy as np
 
+  from tff_common import privacy
+  from tff_rec import algorithms
+  from tff_rec import clients
+  from tff_rec import config
+  from tff_rec import evaluation
+  from tff_rec import params as params_lib
 
-def _deployments(flag: str, values) -> list[tuple[int, int]]:
-  out = []
-  for value in values:
-    parts = value.split(':')
-    if len(parts) != 2 or not all(p.isdigit() and int(p) >= 1 for p in parts):
-      checks.fail(flag, value, 'POPULATION:CLIENTS_PER_ROUND, two integers >= 1')
-    population, clients = int(parts[0]), int(parts[1])
-    if clients > population:
-      checks.fail(flag, value, 'at most POPULATION clients per round')
-    out.append((population, clients))
-  return out
+  def measure(path):
+    del path
+    train = config.TrainConfig(**train_fields)
+    train.check()
+    z = train.dp_noise_multiplier
+    process, layers = algorithms.build_process(population, train, noise_multiplier=z)
+    data_fn = clients.training_data_fn(
+        population.train, batch_size=train.examples_per_batch(), seed=train.seed,
+        num_items=population.num_items, negatives_per_rating=train.negatives())
+    n = len(population)
+    q = train.clients_per_round / n
+    state = process.initialize()
+    sampled = []
+    for round_num in range(1, train.rounds + 1):
+      rng = np.random.default_rng([train.seed, round_num])
+      ids = [str(k + 1) for k in np.flatnonzero(rng.random(n) < q)]
+      sampled.append(len(ids))
+      if ids:  # q x N >= 30 here: an empty round has probability < 1e-13
+        state = process.next(state, data_fn(ids, round_num)).state
+      if round_num % 10 == 0:
+        print(f'     round {round_num}/{train.rounds}', flush=True)
+    params = params_lib.from_weights(algorithms.trainable_weights(process, state), layers,
+                                     l2=train.l2, implicit_l2=train.implicit_l2)
+    held = population.sample(_SYN_EVAL_USERS.value)
+    users = evaluation.training_user_factors(params, held, train.recon())
+    metrics = evaluation.mf_metrics(params, users, held.train, held.test, seed=train.seed)
+    mean_rmse = float(np.sqrt(np.mean((held.test.ratings - population.global_mean()) ** 2)))
+    row = {
+        'level': 'none', 'epsilon': math.inf, 'noise_multiplier': 0.0, 'sampling': 'poisson',
+        'population': n, 'clients_per_round': train.clients_per_round, 'rounds': train.rounds,
+        'dp_clip': None, 'client_lr': train.client_lr, 'server_lr': train.effective_server_lr(),
+        'dim': train.dim, 'implicit_weight': train.loss_weight(),
+        'adaptive_quantile': train.dp_adaptive_quantile if train.dp_enabled else None,
+        'run_population': n, 'run_clients_per_round': train.clients_per_round,
+        'mean_sampled': round(float(np.mean(sampled)), 1),
+        'test_rmse': round(metrics['rmse'], 4), 'hr@10': round(metrics['hr@10'], 4),
+        'global_mean_rmse': round(mean_rmse, 4),
+    }
+    if train.dp_enabled:
+      row.update(level='user-level', dp_clip=train.dp_clip, run_noise_multiplier=z,
+                 delta=privacy.default_delta(n))
+    row.update(overrides)
+    return row
+
+  return measure
 
 
 def run_synthetic() -> Study:
-  """Noise-equivalent runs: the deployment's noise on the averaged update, at
-  the cost of the runs' clients per round (see the module docstring)."""
+  """DP-FedRecon on lazy synthetic populations of `--synthetic_populations`
+  users, q x N of them a round (see the module docstring)."""
   from tff_common import privacy
-  from tff_rec import config
-  from tff_rec import split as split_lib
+  from tff_rec import synthetic
 
   study = Study('synthetic')
-  rounds, clients, users = _SYN_ROUNDS.value, _SYN_CLIENTS.value, _SYN_USERS.value
+  rounds, rate, run_clients = _SYN_ROUNDS.value, _SYN_RATE.value, _SYN_RUN_CLIENTS.value
   checks.at_least('synthetic_rounds', rounds, 1)
-  checks.at_least('synthetic_users', users, 20)
-  checks.at_least('synthetic_items', _SYN_ITEMS.value, 16)  # each user rates 10-16 items
-  clip = _SYN_CLIP.value
-  checks.positive('synthetic_dp_clip', clip)
-  server_lrs = _floats('synthetic_server_lr', _SYN_SERVER_LR.value)
+  checks.in_range('synthetic_sampling_rate', rate, 0, 1, low_open=True)
+  checks.at_least('synthetic_run_clients', run_clients, 1)
+  checks.at_least('synthetic_items', _SYN_ITEMS.value, 100)  # users rate up to 100 items
+  checks.at_least('synthetic_eval_users', _SYN_EVAL_USERS.value, 1)
+  for flag in ('synthetic_server_lr', 'synthetic_dp_clip'):
+    checks.positive(flag, flags.FLAGS[flag].value)
+  for part in _SYN_PARTS.value:
+    checks.one_of('synthetic_parts', part, SYN_PARTS)
+  populations = _ints('synthetic_populations', _SYN_POPULATIONS.value)
+
+  def cell(kind, name, measure):
+    if kind not in _SYN_PARTS.value and not run_dir.RunDir(
+        os.path.join(study.root, name)).exists(CELL):
+      return None
+    return study.cell(kind, name, measure)
+
   epsilons = _floats('synthetic_epsilons', _SYN_EPSILONS.value)
-  deployments = _deployments('synthetic_deployments', _SYN_DEPLOYMENTS.value)
-  split = data_config = None
-  data_dir = os.path.join(study.root, f'data_u{users}_i{_SYN_ITEMS.value}')
-  if not _REPORT_ONLY.value or os.path.exists(os.path.join(data_dir, 'ratings.csv')):
-    os.makedirs(study.root, exist_ok=True)
-    data_config = config.DataConfig(data=synthetic_ratings_file(
-        data_dir, users=users, items=_SYN_ITEMS.value))
-    split = split_lib.load_and_split(data_config, log=lambda line: None)
-    study.global_mean_rmse = _global_mean_rmse(split)
-    training_users = len(split.train)
-  else:
-    training_users = users - int(round(users * config.DataConfig().heldout_users_fraction))
-  checks.at_least('synthetic_clients_per_round', clients, 1)
-  if clients > training_users:
-    checks.fail('synthetic_clients_per_round', clients,
-                f'at most {training_users} (the training users)')
-  # The runs themselves first: their population, no emulation.
-  deployments = [(training_users, clients)] + [d for d in deployments
-                                               if d != (training_users, clients)]
-  prefix = f'u{users}_i{_SYN_ITEMS.value}_k{clients}_r{rounds}'
-  poisson = dict(clients_per_round=clients, client_sampling='poisson', rounds=rounds)
-  for lr in server_lrs:
-    _rec_cell(study, 'baseline', f'{prefix}_nonprivate_lr{_g(lr)}', data_config, split,
-              dict(server_lr=lr, **poisson))
-  best, best_rmse = None, math.inf
-  for index, (epsilon, (population, deployed)) in enumerate(
-      itertools.product(epsilons, deployments)):
-    delta = privacy.default_delta(population)
-    z = privacy.calibrate_noise_multiplier(epsilon, sampling='poisson', sample_size=deployed,
-                                           population=population, steps=rounds, delta=delta)
-    reached = privacy.epsilon(privacy.Mechanism(z, 'poisson', deployed, population, rounds,
-                                                delta))
-    # The same noise on the averaged update: z * clip / clients per round.
-    z_run = z * clients / deployed
-    overrides = {'epsilon': reached, 'delta': delta, 'noise_multiplier': z,
-                 'population': population, 'clients_per_round': deployed,
-                 'run_noise_multiplier': z_run, 'run_population': training_users,
-                 'run_clients_per_round': clients, 'level': 'user-level'}
-    for lr in (server_lrs if index == 0 else [best]):
-      row = _rec_cell(study, 'dp', f'{prefix}_N{population}_m{deployed}_eps{_g(epsilon)}'
-                      f'_lr{_g(lr)}_clip{_g(clip)}', data_config, split,
-                      dict(server_lr=lr, dp_noise_multiplier=z_run, dp_clip=clip, **poisson),
-                      overrides)
-      if index == 0 and row and row['test_rmse'] < best_rmse:
-        best, best_rmse = lr, row['test_rmse']
-    if best is None:
-      break
+  model = dict(dim=_SYN_DIM.value, implicit_weight=_SYN_IMPLICIT.value)
+  if _SYN_IMPLICIT.value == 0:
+    model['negatives_per_rating'] = 0.0
+  model_name = f'd{_SYN_DIM.value}_w{_g(_SYN_IMPLICIT.value)}'
+  dp_name = (f'lr{_g(_SYN_SERVER_LR.value)}_clip{_g(_SYN_CLIP.value)}' +
+             ('' if _SYN_QUANTILE.value is None else f'_q{_g(_SYN_QUANTILE.value)}'))
+  for population_size in populations:
+    deployed = max(1, int(round(rate * population_size)))
+    run = min(deployed, run_clients)
+    checks.at_least('synthetic_populations', population_size, 2)
+    population = (None if _REPORT_ONLY.value else
+                  synthetic.SyntheticPopulation(population_size, num_items=_SYN_ITEMS.value))
+    if population is not None and study.global_mean_rmse is None:
+      held = population.sample(_SYN_EVAL_USERS.value)
+      import numpy as np
+      study.global_mean_rmse = round(float(np.sqrt(np.mean(
+          (held.test.ratings - population.global_mean()) ** 2))), 4)
+    prefix = f'N{population_size}_m{deployed}_r{rounds}_{model_name}'
+    common = dict(rounds=rounds, clients_per_round=run, client_sampling='poisson', **model)
+    for epsilon in epsilons:
+      delta = privacy.default_delta(population_size)
+      z = privacy.calibrate_noise_multiplier(epsilon, sampling='poisson', sample_size=deployed,
+                                             population=population_size, steps=rounds,
+                                             delta=delta)
+      reached = privacy.epsilon(privacy.Mechanism(z, 'poisson', deployed, population_size,
+                                                  rounds, delta))
+      # The deployment's noise on the averaged update: z x clip / deployed.
+      z_run = z * run / deployed
+      overrides = {'epsilon': reached, 'delta': delta, 'noise_multiplier': z,
+                   'clients_per_round': deployed, 'run_noise_multiplier': z_run,
+                   'run_clients_per_round': run}
+      fields = dict(server_lr=_SYN_SERVER_LR.value, dp_clip=_SYN_CLIP.value,
+                    dp_noise_multiplier=z_run, dp_adaptive_quantile=_SYN_QUANTILE.value,
+                    **common)
+      measure = (None if population is None else
+                 _population_measure(population, fields, overrides))
+      cell('dp', f'{prefix}_eps{_g(epsilon)}_{dp_name}', measure)
+    measure = None if population is None else _population_measure(
+        population, dict(common, server_lr=_SYN_BASELINE_LR.value),
+        {'clients_per_round': deployed, 'run_clients_per_round': run})
+    cell('baseline', f'{prefix}_nonprivate_lr{_g(_SYN_BASELINE_LR.value)}', measure)
+  if study.global_mean_rmse is None:  # report only: the cells carry it
+    study.global_mean_rmse = next((r['global_mean_rmse'] for r in study.rows
+                                   if r.get('global_mean_rmse') is not None), None)
   return study
 
 
@@ -480,6 +657,18 @@ def _best_baseline(rows, **match):
   candidates = [r for r in rows if r['study'] == 'baseline'
                 and all(r.get(k) == v for k, v in match.items())]
   return min(candidates, key=lambda r: r['test_rmse']) if candidates else None
+
+
+def _synthetic_reference(rows, row):
+  """The non-private run a synthetic DP row is compared with: same population,
+  users trained on per round and rounds (else the nearest population's)."""
+  candidates = [r for r in rows if r['study'] == 'baseline' and r['rounds'] == row['rounds']
+                and r.get('run_clients_per_round') == row.get('run_clients_per_round')
+                and math.isfinite(r['test_rmse'])]  # a diverged run is no reference
+  if not candidates:
+    return None
+  return min(candidates, key=lambda r: (abs(math.log(r['population'] / row['population'])),
+                                        r['test_rmse']))
 
 
 def _annotate(rows):
@@ -499,11 +688,8 @@ def _annotate(rows):
       if job == 'rec':
         base = next((r for r in by_job[job] if r['study'] in ('baseline', 'tune')
                      and r['level'] == 'none' and r['rounds'] == row['rounds']), None)
-      else:  # the non-private run of the runs' own population (the emulation's reference)
-        base = _best_baseline(
-            by_job[job], population=row.get('run_population', row['population']),
-            clients_per_round=row.get('run_clients_per_round', row['clients_per_round']),
-            rounds=row['rounds'])
+      else:
+        base = _synthetic_reference(by_job[job], row)
       if base:
         row['rmse_cost'] = round(row['test_rmse'] - base['test_rmse'], 4)
 
@@ -555,15 +741,18 @@ def _markdown(rows, global_mean_rmse: dict) -> str:
       out += [f'Predicting every rating by the training mean: test RMSE '
               f'{global_mean_rmse[job]:.4f} (a model near it has learned little).', '']
     columns = ['study', 'cell', 'population', 'clients_per_round', 'rounds', 'epsilon', 'delta',
-               'noise_multiplier', 'dp_clip', 'server_lr', 'test_rmse', 'rmse_cost', 'hr@10',
-               'seconds']
+               'noise_multiplier', 'dp_clip', 'adaptive_quantile', 'last_clip', 'dim',
+               'implicit_weight', 'server_lr', 'test_rmse', 'rmse_cost', 'hr@10', 'seconds']
     if job == 'synthetic':
-      out += ['Noise-equivalent runs: each DP row is the deployment of its population and '
-              'clients per round (its ε, δ and z), trained on the runs\' own population '
-              '(run_population, run_clients_per_round) with z scaled to give the same noise '
-              'on the averaged update (run_noise_multiplier = z x run clients / deployment '
-              'clients).', '']
-      columns[-1:-1] = ['run_population', 'run_clients_per_round', 'run_noise_multiplier']
+      out += ['Each row is a deployment of `population` users with `clients_per_round` '
+              '(expected, Poisson) a round: its ε, δ and z. Rows whose run_clients_per_round '
+              'is smaller are noise-equivalent: trained on that many users a round of the same '
+              'population, with z scaled to give the deployment\'s noise on the averaged '
+              'update (run_noise_multiplier = z x run clients / deployment clients; fewer '
+              'users a round also means a noisier average of their updates, so these '
+              'understate the deployment\'s utility, if anything). Costs are against the '
+              'non-private run of the same population, run users per round and rounds.', '']
+      columns[-1:-1] = ['run_clients_per_round', 'run_noise_multiplier']
     out += _table(part, columns)
     met = [r for r in part if r['level'] != 'none' and r['study'] != 'tune'
            and r['epsilon'] <= REC_GOAL['epsilon'] and r.get('rmse_cost') is not None
@@ -638,10 +827,7 @@ def _plot(rows, path_of):
     # A synthetic deployment's ε = ∞ point is its runs' non-private baseline.
     for (kind, _, _), part in series.items():
       if kind == 'synthetic':
-        reference = part[0]
-        base = _best_baseline(rec, population=reference.get('run_population'),
-                              clients_per_round=reference.get('run_clients_per_round'),
-                              rounds=reference['rounds'])
+        base = _synthetic_reference([r for r in rec if r['job'] == 'synthetic'], part[0])
         if base:
           part.append(base)
     for (kind, population, clients), part in sorted(series.items()):

@@ -179,6 +179,13 @@ def define_dp_flags(defaults: dp.DPConfig, *, what: str):
   flags.DEFINE_float('dp_delta', defaults.dp_delta,
                      'The delta of the reported (epsilon, delta) guarantee. Default: 1/population '
                      'rounded down to a power of ten.')
+  flags.DEFINE_float('dp_adaptive_quantile', defaults.dp_adaptive_quantile,
+                     'Adaptive clipping (Andrew et al. 2021): the clip starts at --dp_clip and '
+                     f'follows this quantile of the norms of {what} (0.5: the median); part of '
+                     'the noise goes to the count of unclipped clients, and the epsilon covers '
+                     'both. Unset: a fixed --dp_clip.')
+  flags.DEFINE_float('dp_adaptive_lr', defaults.dp_adaptive_lr,
+                     'Adaptive clipping: the clip changes by at most a factor exp(this) a round.')
 
 
 def config_from_flags(config_class, values=None):

@@ -39,6 +39,24 @@ its n / k rescaling raises a record's norm up to n / k times the clip
 (`tff_common.sparsification`). Robust aggregators
 (`robust`, `median`, `trimmed_mean`, `filtered_mean`) are refused with DP: their output is not
 a clipped sum, whose sensitivity the accounting assumes.
+
+Adaptive clipping (`dp_adaptive_quantile`; Andrew et al. 2021, "Differentially
+private learning with adaptive clipping", as TFF's
+`DifferentiallyPrivateFactory.gaussian_adaptive` builds it): `dp_clip` is
+only the first round's clip; each round every client also reports whether its
+update's norm was at most the clip (a bit, shifted to +-1/2), the server adds
+Gaussian noise of standard deviation sigma_b to their sum and moves the clip
+geometrically (factor exp(-lr (fraction unclipped - quantile))) toward the
+quantile of the update norms. The count is a second Gaussian release of the
+same clients, with sensitivity 1/2, so the run's noise multiplier z (given or
+calibrated; what `tff_common.privacy` accounts) is split: the updates get
+z_value = (z^-2 - (2 sigma_b)^-2)^(-1/2) (`adaptive_noise`), which makes the
+pair of releases exactly as private as one Gaussian release at z. sigma_b is
+`CLIPPED_COUNT_STDDEV` x clients per round (TFF's and the paper's default), and
+z must stay below 2 sigma_b. Both noises are seeded from the state like the
+fixed clip's, and the current clip is in the state too: a resumed run is
+bit-identical to an uninterrupted one. Composes with `mean`, `compressed` and
+`topk`; `secure` is refused (its bound is a fixed clip).
 """
 
 import collections
@@ -50,6 +68,10 @@ from tff_common import checks
 
 # Aggregators whose sum DP can be composed with.
 COMPOSABLE = ('mean', 'secure', 'compressed', 'topk')
+# Adaptive clipping: the clipped count's noise, as a fraction of the clients per
+# round (Andrew et al. 2021 and TFF's default: the fraction unclipped is then
+# known to about +-0.05 a round).
+CLIPPED_COUNT_STDDEV = 0.05
 
 
 @dataclasses.dataclass(frozen=True)
@@ -67,11 +89,19 @@ class DPConfig:
       must then be left at 0.
     dp_delta: The delta of the guarantee; None: below 1/population
       (`tff_common.privacy.default_delta`).
+    dp_adaptive_quantile: None: the clip is `dp_clip` throughout. Else
+      adaptive clipping (see the module docstring): the clip starts at
+      `dp_clip` and follows this quantile of the clients' update norms (0.5:
+      the median), which costs part of the noise.
+    dp_adaptive_lr: How fast the adaptive clip moves: at most a factor
+      exp(dp_adaptive_lr) a round.
   """
   dp_noise_multiplier: float = 0.0
   dp_clip: float = 1.0
   target_epsilon: Optional[float] = None
   dp_delta: Optional[float] = None
+  dp_adaptive_quantile: Optional[float] = None
+  dp_adaptive_lr: float = 0.2
 
   def check(self):
     checks.non_negative('dp_noise_multiplier', self.dp_noise_multiplier)
@@ -83,6 +113,14 @@ class DPConfig:
                     'no --dp_noise_multiplier with it (the target calibrates the noise)')
     if self.dp_delta is not None:
       checks.in_range('dp_delta', self.dp_delta, 0, 1, low_open=True, high_open=True)
+    if self.dp_adaptive_quantile is not None:
+      checks.in_range('dp_adaptive_quantile', self.dp_adaptive_quantile, 0, 1, low_open=True,
+                      high_open=True)
+      if not self.dp_enabled:
+        checks.fail('dp_adaptive_quantile', self.dp_adaptive_quantile,
+                    'unset without --dp_noise_multiplier or --target_epsilon (adaptive '
+                    'clipping is part of differential privacy)')
+    checks.positive('dp_adaptive_lr', self.dp_adaptive_lr)
 
   @property
   def dp_enabled(self) -> bool:
@@ -96,10 +134,46 @@ def check_composable(aggregator: aggregation.AggregatorConfig):
                 f'one of {", ".join(COMPOSABLE)} with differential privacy (a robust '
                 "aggregator's output is not a clipped sum, whose sensitivity the "
                 'accounting assumes)')
+  # The jobs' configs are both an AggregatorConfig and a DPConfig.
+  if getattr(aggregator, 'dp_adaptive_quantile', None) is not None:
+    _check_adaptive_composable(aggregator.aggregator)
+
+
+def _check_adaptive_composable(name: str):
+  if name == 'secure':
+    checks.fail('aggregator', name,
+                'not secure with --dp_adaptive_quantile (the secure sum\'s bound is a fixed '
+                'clip; adaptive clipping moves it): use a fixed --dp_clip')
+
+
+def adaptive_noise(noise_multiplier: float, clients_per_round: float) -> tuple[float, float]:
+  """(z_value, sigma_b): how adaptive clipping splits the run's noise multiplier z.
+
+  sigma_b = `CLIPPED_COUNT_STDDEV` x clients_per_round is the noise on the
+  count of unclipped clients (each contributes +-1/2: sensitivity 1/2, noise
+  multiplier 2 sigma_b); the updates get z_value = (z^-2 - (2 sigma_b)^-2)^-1/2,
+  so that 1/z^2 = 1/z_value^2 + 1/(2 sigma_b)^2: the two releases together
+  are one Gaussian mechanism with noise multiplier z, which is what the
+  accountant is given. z = 0 (clipping only): (0, 0).
+
+  Raises `errors.InputError` when z >= 2 sigma_b (the count alone would use
+  more than the whole budget).
+  """
+  if noise_multiplier == 0:
+    return 0.0, 0.0
+  sigma_b = CLIPPED_COUNT_STDDEV * float(clients_per_round)
+  if noise_multiplier >= 2 * sigma_b:
+    checks.fail('dp_noise_multiplier', round(noise_multiplier, 4),
+                f'a z below {2 * CLIPPED_COUNT_STDDEV:g} x clients per round = {2 * sigma_b:.3g} with '
+                '--dp_adaptive_quantile (the clipped count needs its own noise; z may be the '
+                'one --target_epsilon calibrated): use a fixed --dp_clip or more clients per '
+                'round')
+  return (noise_multiplier ** -2 - (2 * sigma_b) ** -2) ** -0.5, sigma_b
 
 
 def build_dp_aggregator(*, noise_multiplier: float, clip: float, clients_per_round: float,
-                        aggregator: aggregation.AggregatorConfig, seed: int):
+                        aggregator: aggregation.AggregatorConfig, seed: int,
+                        adaptive_quantile: Optional[float] = None, adaptive_lr: float = 0.2):
   """The unweighted DP mean: clip on clients, sum, Gaussian noise, divide by K.
 
   Its process's `next` has the federated type
@@ -109,17 +183,30 @@ def build_dp_aggregator(*, noise_multiplier: float, clip: float, clients_per_rou
   N(0, (noise_multiplier * clip)^2) to every coordinate with the seed in S,
   divides by `clients_per_round`, and advances the seed.
 
+  With `adaptive_quantile` (adaptive clipping, see the module docstring) the
+  clip in S starts at `clip`; each client also sends whether its norm was at
+  most the clip, the SERVER sums those with N(0, sigma_b^2) noise, moves the
+  clip toward the quantile, and the values' noise is z_value times the
+  round's clip (`adaptive_noise`). M then holds the round's clip
+  (`dp_query_metrics/clip`).
+
   Args:
-    noise_multiplier: z >= 0 (0: clipping only).
-    clip: The L2 clip norm.
+    noise_multiplier: z >= 0 (0: clipping only), the one the run's epsilon is
+      accounted at.
+    clip: The L2 clip norm (adaptive: the first round's).
     clients_per_round: The denominator: the round's (expected) client count.
     aggregator: How the clipped values are summed (one of `COMPOSABLE`).
     seed: Seeds the noise of the first round (the run's seed).
+    adaptive_quantile: None: fixed clipping; else the target fraction of
+      unclipped clients, in (0, 1).
+    adaptive_lr: The adaptive clip's geometric learning rate.
   """
   import tensorflow_federated as tff
   import tensorflow_privacy as tfp
 
   check_composable(aggregator)
+  if adaptive_quantile is not None:
+    _check_adaptive_composable(aggregator.aggregator)
   if aggregator.aggregator == 'secure':
     record_sum = tff.aggregators.SecureSumFactory(upper_bound_threshold=float(clip))
   elif aggregator.aggregator == 'compressed':
@@ -132,10 +219,17 @@ def build_dp_aggregator(*, noise_multiplier: float, clip: float, clients_per_rou
         fraction=aggregator.keep_fraction, threshold=int(aggregator.compression_threshold))
   else:
     record_sum = None
-  query = tfp.NormalizedQuery(
-      seeded_gaussian_sum_query(l2_norm_clip=float(clip), stddev=float(noise_multiplier * clip),
-                             seed=int(seed)),
-      denominator=float(clients_per_round))
+  if adaptive_quantile is None:
+    record_query = seeded_gaussian_sum_query(
+        l2_norm_clip=float(clip), stddev=float(noise_multiplier * clip), seed=int(seed))
+  else:
+    value_noise, count_stddev = adaptive_noise(noise_multiplier, clients_per_round)
+    record_query = _seeded_adaptive_query_class()(
+        initial_l2_norm_clip=float(clip), noise_multiplier=float(value_noise),
+        target_unclipped_quantile=float(adaptive_quantile), learning_rate=float(adaptive_lr),
+        clipped_count_stddev=float(count_stddev),
+        expected_num_records=float(clients_per_round), seed=int(seed))
+  query = tfp.NormalizedQuery(record_query, denominator=float(clients_per_round))
   return tff.aggregators.DifferentiallyPrivateFactory(query, record_aggregation_factory=record_sum)
 
 
@@ -149,9 +243,10 @@ def _seeded_query_class():
 
     _GlobalState = collections.namedtuple('_GlobalState', ['l2_norm_clip', 'stddev', 'seed'])
 
-    def __init__(self, *, l2_norm_clip: float, stddev: float, seed: int):
+    def __init__(self, *, l2_norm_clip: float, stddev: float, seed: int, stream: int = 0):
       super().__init__(l2_norm_clip, stddev)
       self._seed = seed
+      self._stream = stream
 
     def make_global_state(self, l2_norm_clip, stddev):
       # The seed is (run seed, round): its second component advances every round.
@@ -162,8 +257,10 @@ def _seeded_query_class():
       leaves = tf.nest.flatten(sample_state)
       noised = []
       for index, leaf in enumerate(leaves):
-        # One independent stream per tensor, per round.
-        seed = tf.stack([global_state.seed[0], global_state.seed[1] * 1_000_003 + index])
+        # One independent stream per tensor, per round (and per query: the
+        # adaptive clip's count is stream 1, far from any tensor index).
+        seed = tf.stack([global_state.seed[0],
+                         global_state.seed[1] * 1_000_003 + self._stream * 500_000 + index])
         noise = tf.random.stateless_normal(tf.shape(leaf), seed=seed, dtype=leaf.dtype)
         noised.append(leaf + tf.cast(global_state.stddev, leaf.dtype) * noise)
       result = tf.nest.pack_sequence_as(sample_state, noised)
@@ -174,9 +271,55 @@ def _seeded_query_class():
   return _SeededGaussianSumQuery
 
 
-def seeded_gaussian_sum_query(*, l2_norm_clip: float, stddev: float, seed: int):
+def seeded_gaussian_sum_query(*, l2_norm_clip: float, stddev: float, seed: int,
+                              stream: int = 0):
   """A Gaussian sum query (`tfp.GaussianSumQuery`) with resumable, seeded noise."""
-  return _seeded_query_class()(l2_norm_clip=l2_norm_clip, stddev=stddev, seed=seed)
+  return _seeded_query_class()(l2_norm_clip=l2_norm_clip, stddev=stddev, seed=seed,
+                               stream=stream)
+
+
+def _seeded_adaptive_query_class():
+  import dp_accounting
+  import tensorflow as tf
+  import tensorflow_privacy as tfp
+
+  class _SeededAdaptiveClipSumQuery(tfp.QuantileAdaptiveClipSumQuery):
+    """`tfp.QuantileAdaptiveClipSumQuery` (geometric) whose two noises are seeded.
+
+    TF Privacy's query draws both from unseeded generators and rebuilds the
+    sum query's state every round; here both inner queries are seeded
+    (streams 0 and 1 of the run's seed) and the round's new clip is set in the
+    sum state that already advanced its seed.
+    """
+
+    def __init__(self, *, initial_l2_norm_clip, noise_multiplier, target_unclipped_quantile,
+                 learning_rate, clipped_count_stddev, expected_num_records, seed):
+      super().__init__(initial_l2_norm_clip, noise_multiplier, target_unclipped_quantile,
+                       learning_rate, clipped_count_stddev, expected_num_records,
+                       geometric_update=True)
+      self._sum_query = seeded_gaussian_sum_query(
+          l2_norm_clip=initial_l2_norm_clip, stddev=noise_multiplier * initial_l2_norm_clip,
+          seed=seed)
+      # The fraction of unclipped records, as the estimator builds it (a sum
+      # of +-1/2 per record over the expected count), with seeded noise.
+      self._quantile_estimator_query._below_estimate_query = tfp.NormalizedQuery(
+          seeded_gaussian_sum_query(l2_norm_clip=0.5, stddev=clipped_count_stddev, seed=seed,
+                                    stream=1),
+          denominator=expected_num_records)
+
+    def get_noised_result(self, sample_state, global_state):
+      noised, sum_state, sum_event = self._sum_query.get_noised_result(
+          sample_state.sum_state, global_state.sum_state)
+      new_clip, quantile_state, quantile_event = (
+          self._quantile_estimator_query.get_noised_result(
+              sample_state.quantile_estimator_state, global_state.quantile_estimator_state))
+      new_clip = tf.maximum(new_clip, 0.0)
+      sum_state = sum_state._replace(l2_norm_clip=new_clip,
+                                     stddev=new_clip * global_state.noise_multiplier)
+      new_state = self._GlobalState(global_state.noise_multiplier, sum_state, quantile_state)
+      return noised, new_state, dp_accounting.ComposedDpEvent([sum_event, quantile_event])
+
+  return _SeededAdaptiveClipSumQuery
 
 
 def client_level_guarantee(config: DPConfig, *, level: str, participants: str, population: int,
@@ -189,6 +332,10 @@ def client_level_guarantee(config: DPConfig, *, level: str, participants: str, p
   is `dp_noise_multiplier`. The accounting follows the program's sampler
   (`tff_common.program.sample_clients`): every client each round, a
   fixed-size sample without replacement, or Poisson sampling.
+
+  Under adaptive clipping the noise multiplier is the total z that the
+  updates and the clipped count share (`adaptive_noise`): the accountant's,
+  and what `build_dp_aggregator` takes; the guarantee states the split.
 
   Returns:
     (noise multiplier, `privacy.Guarantee`), or (0.0, `privacy.NONE`) when
@@ -212,6 +359,16 @@ def client_level_guarantee(config: DPConfig, *, level: str, participants: str, p
   mechanism = privacy.Mechanism(noise_multiplier, sampling, sample_size, population, rounds, delta)
   mechanism.check({'sample_size': 'clients_per_round', 'noise_multiplier': 'dp_noise_multiplier',
                    'delta': 'dp_delta', 'steps': 'rounds'})
+  if config.dp_adaptive_quantile is None:
+    return noise_multiplier, privacy.Guarantee.of(
+        mechanism, level=level, clip_norm=config.dp_clip, clipped='updates',
+        participants=participants, step='round')
+  # Adaptive clipping: the same mechanism (z is the pair's total), its split
+  # stated; refused here, before training, when z leaves the count no room.
+  value_noise, count_stddev = adaptive_noise(noise_multiplier, sample_size)
+  adaptive = {'target_quantile': config.dp_adaptive_quantile, 'initial_clip': config.dp_clip,
+              'learning_rate': config.dp_adaptive_lr, 'value_noise_multiplier': value_noise,
+              'clipped_count_stddev': count_stddev}
   return noise_multiplier, privacy.Guarantee.of(
-      mechanism, level=level, clip_norm=config.dp_clip, clipped='updates',
-      participants=participants, step='round')
+      mechanism, level=level, clip_norm=None, clipped='updates', participants=participants,
+      step='round', adaptive=adaptive)

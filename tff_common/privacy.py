@@ -411,6 +411,12 @@ class Guarantee:
     participants: What is sampled, plural: 'users', 'banks', 'rows'.
     step: One composition, singular: 'round', 'step'.
     note: Appended to the text (e.g. which bank is the worst).
+    adaptive: None under a fixed clip; under adaptive clipping
+      (`tff_common.dp`), a JSON-ready dict: 'target_quantile',
+      'initial_clip', 'learning_rate', 'value_noise_multiplier' (the
+      updates' z) and 'clipped_count_stddev' (sigma_b). The mechanism's
+      noise multiplier is then the total z the two releases share, the one
+      accounted; `clip_norm` is None (the clip moves).
   """
   level: str
   epsilon: float
@@ -420,6 +426,7 @@ class Guarantee:
   participants: str = 'users'
   step: str = 'round'
   note: str = ''
+  adaptive: Optional[Mapping] = None
 
   private = True
 
@@ -450,8 +457,10 @@ class Guarantee:
       participants            what is sampled: 'users', 'rows', ...
       steps, step             how many compositions, and of what: 100, 'round'
       note                    '' or a remark (which bank is the worst)
+      adaptive_clipping       only under adaptive clipping: `adaptive`
     """
     m = self.mechanism
+    adaptive = {} if self.adaptive is None else {'adaptive_clipping': dict(self.adaptive)}
     return {
         'differential_privacy': f'{self.level}-level',
         'epsilon': 'inf' if math.isinf(self.epsilon) else float(self.epsilon),
@@ -468,6 +477,7 @@ class Guarantee:
         'steps': int(m.steps),
         'step': self.step,
         'note': self.note,
+        **adaptive,
     }
 
   def to_text(self) -> str:
@@ -477,6 +487,12 @@ class Guarantee:
     m = self.mechanism
     clip = (f'{self.clipped} clipped to {self.clip_norm:g}' if self.clip_norm is not None
             else f'clipped {self.clipped}')
+    if self.adaptive is not None:
+      a = self.adaptive
+      clip = (f'{self.clipped} clipped adaptively (from {a["initial_clip"]:g} toward their '
+              f'{a["target_quantile"]:g} norm quantile, Andrew et al. 2021; z shared: '
+              f'{a["value_noise_multiplier"]:.3g} on the updates, the clipped count\'s '
+              f'sigma {a["clipped_count_stddev"]:.3g})')
     sampled = _SAMPLING_TEXT[m.sampling].format(
         N=m.population, m=m.sample_size, q=m.sampling_probability, who=self.participants,
         step=self.step)

@@ -178,7 +178,8 @@ def _build_bank_level_dp(config, model_fn, *, momentum, noise_multiplier, banks_
   one bank's influence beyond the clip) and no released training metrics."""
   dp_mean = dp.build_dp_aggregator(noise_multiplier=noise_multiplier, clip=config.dp_clip,
                                    clients_per_round=banks_per_round, aggregator=config,
-                                   seed=seed)
+                                   seed=seed, adaptive_quantile=config.dp_adaptive_quantile,
+                                   adaptive_lr=config.dp_adaptive_lr)
   no_metrics = aggregation.metrics_aggregator(config, release=False)
   if config.algorithm == 'fedsgd':
     return tff.learning.algorithms.build_fed_sgd(

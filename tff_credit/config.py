@@ -93,6 +93,10 @@ class AlgorithmConfig(aggregation.AggregatorConfig, dp.DPConfig):
       if self.dp_level == 'record' and self.algorithm != 'fedavg':
         checks.fail('algorithm', self.algorithm,
                     'fedavg with --dp_level=record (DP-SGD inside the banks runs FedAvg)')
+      if self.dp_level == 'record' and self.dp_adaptive_quantile is not None:
+        checks.fail('dp_adaptive_quantile', self.dp_adaptive_quantile,
+                    'unset with --dp_level=record (DP-SGD clips each example to a fixed '
+                    '--dp_clip; adaptive clipping is for --dp_level=bank)')
     checks.one_of('algorithm', self.algorithm, ALGORITHMS)
     if self.algorithm == 'mime_lite' and self.dp_enabled:
       checks.fail('algorithm', self.algorithm, 'one of fedavg, fedsgd, fedprox, fedadam, '

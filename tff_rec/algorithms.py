@@ -280,7 +280,8 @@ def build_process(split, config: config_lib.TrainConfig, *, noise_multiplier: fl
       dp_aggregator = dp.build_dp_aggregator(
           noise_multiplier=noise_multiplier, clip=config.dp_clip,
           clients_per_round=min(config.clients_per_round or len(split.train), len(split.train)),
-          aggregator=config, seed=config.seed)
+          aggregator=config, seed=config.seed, adaptive_quantile=config.dp_adaptive_quantile,
+          adaptive_lr=config.dp_adaptive_lr)
     process = build_fed_recon(
         model_fn=model_lib.reconstruction_model_fn(**common),
         client_model_fn=model_lib.reconstruction_model_fn(**common, random_init=False),

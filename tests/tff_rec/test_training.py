@@ -1,6 +1,8 @@
 """tff_rec.training in process: FedRecon learns, the NumPy evaluation is TFF's,
 a resumed run ends where an uninterrupted one does, other settings are refused."""
 
+import math
+
 import numpy as np
 import pytest
 
@@ -102,3 +104,26 @@ def test_a_dp_run_states_its_epsilon_and_resumes_with_the_same_noise(tiny_split,
   with pytest.raises(errors.InputError, match='noise_multiplier_in_use'):
     training.train(train_config=dp_config(3, dp_noise_multiplier=0.0, target_epsilon=20.0),
                    output_dir=str(tmp_path / 'd'), **quiet)
+
+
+def test_an_adaptive_dp_run_records_its_epsilon_and_resumes_with_the_same_noise(
+    tiny_split, tmp_path):
+  # Adaptive clipping (tff_common.dp): the clip and both noises' seeds are in
+  # the aggregator's state, so a resumed run ends where an uninterrupted one
+  # does (the clip starts at 0.05, below every update: it moves every round).
+  def adaptive(rounds):
+    return helpers.tiny_config(rounds=rounds, dp_clip=0.05, dp_adaptive_quantile=0.5,
+                               client_sampling='poisson', server_lr=1.0,
+                               dp_noise_multiplier=0.1)
+  quiet = dict(data_config=config_lib.DataConfig(), split=tiny_split, log=_quiet)
+  full = training.train(train_config=adaptive(2), output_dir=str(tmp_path / 'a'), **quiet)
+  training.train(train_config=adaptive(1), output_dir=str(tmp_path / 'b'), **quiet)
+  resumed = training.train(train_config=adaptive(2), output_dir=str(tmp_path / 'b'), **quiet)
+  np.testing.assert_allclose(resumed.item_factors, full.item_factors, atol=1e-6)
+  run = run_dir.RunDir(str(tmp_path / 'a')).child('fedrecon')
+  guarantee = run.load_model()[1]['privacy']
+  assert guarantee['noise_multiplier'] == 0.1 and 0 < guarantee['epsilon'] < math.inf
+  assert guarantee['clip_norm'] is None
+  assert guarantee['adaptive_clipping']['target_quantile'] == 0.5
+  assert guarantee['adaptive_clipping']['value_noise_multiplier'] > 0.1
+  assert guarantee['steps'] == 2
