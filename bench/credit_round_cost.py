@@ -3,8 +3,8 @@ r"""Benchmark: where a credit FedAvg round goes, against one Keras epoch on the 
     .venv/bin/python bench/credit_round_cost.py [--rounds=10] [--output_dir=DIR]
 
 Both do the same arithmetic (one pass of minibatch SGD over every training row,
-batch 32, logistic regression). The round of `python -m tff_credit.train` is
-broken down into its parts, each timed `--rounds` times (median; wall clock,
+batch 32, logistic regression). The round of `python -m tff_credit.train
+--client_data=datasets` (the job's only path before `--client_data`) is broken down into its parts, each timed `--rounds` times (median; wall clock,
 and CPU seconds of this process, the orchestrator, and of the TFF worker):
 
   datasets     `training.client_data_fn_for`: each bank's tf.data pipeline
@@ -14,6 +14,13 @@ and CPU seconds of this process, the orchestrator, and of the TFF worker):
   evaluation   the per-round federated AUC (`training.federated_evaluator`)
   checkpoint   the state saved (`tff.program.FileProgramStateManager`, every
                round by default)
+
+and the same round with `--client_data=tensors` (what `auto`, the default,
+picks for FedAvg; `tff_credit.tensor_client_work`:
+the same batches as padded tensors; its process checked to give the datasets
+path's weights), its data, call and federated evaluation (each bank's rows one
+tensor: the same metrics) timed the same way (its checkpoint is the datasets
+round's: the same state),
 
 then what TFF charges whatever the data (one bank with one row; five), and
 variants of the round that TFF allows:
@@ -212,6 +219,34 @@ def main(argv):
     timer.measure('job: checkpoint (every round by default)',
                   lambda r: asyncio.run(manager.save(holder[0], r + 1)), n, 'part')
 
+  # The job's round with --client_data=tensors: the same process but for how
+  # the banks' batches reach TFF.
+  tensor_process = algorithms.build_process(algorithm, model_fn, client_data='tensors')
+  tensor_fn = training.client_data_fn_for(fed, algorithm='fedavg', train=train_config,
+                                          client_data='tensors')
+  tensor_holder = [tensor_process.next(tensor_process.initialize(), tensor_fn(names, 0)).state]
+  tensor_data_row = timer.measure('tensors: client data (client_data_fn)',
+                                  lambda r: tensor_fn(names, r + 1), n, 'tensors')
+  tensor_inputs = [tensor_fn(names, r + 1) for r in range(n)]
+
+  def tensor_job_round(r):
+    tensor_holder[0] = tensor_process.next(tensor_holder[0], tensor_inputs[r]).state
+
+  tensor_call = timer.measure('tensors: TFF call process.next', tensor_job_round, n, 'tensors')
+  tensor_evaluate = training.federated_evaluator(fed, model_fn, client_data='tensors')
+  tensor_evaluate(weights)
+  tensor_eval = timer.measure('tensors: per-round federated evaluation',
+                              lambda r: tensor_evaluate(weights), n, 'tensors')
+  eval_difference = max(abs(a - tensor_evaluate(weights)[k]) for k, a in evaluate(weights).items())
+  # Both paths from the same start on the same batches: the weights they reach.
+  start_state = process.initialize()
+  paths_difference = max(
+      float(np.max(np.abs(np.asarray(a) - np.asarray(b)))) for a, b in zip(
+          process.get_model_weights(process.next(start_state, datasets[0]).state).trainable,
+          tensor_process.get_model_weights(
+              tensor_process.next(tensor_process.initialize(), tensor_inputs[0]).state).trainable,
+          strict=True))
+
   # What TFF charges whatever the data.
   x0, y0 = fed.train[names[0]]
   tiny = tf.data.Dataset.from_tensor_slices((x0[:1], y0[:1, None])).batch(BATCH)
@@ -277,7 +312,24 @@ def main(argv):
       job_round_ms=sum(r['wall_ms'] for r in timer.rows if r['what'] == 'part'),
       one_bank_one_row_ms=one['wall_ms'], fixed_per_bank_ms=per_bank,
       tensor_round_ms=tensor['wall_ms'], tensor_vs_job_max_weight_difference=difference,
+      tensors_call_ms=tensor_call['wall_ms'], tensors_data_ms=tensor_data_row['wall_ms'],
+      tensors_vs_datasets_max_weight_difference=paths_difference,
       rows_timed=timer.rows)
+  parts = {r['label'].split(': ', 1)[1].split(' (')[0]: r['wall_ms'] for r in timer.rows
+           if r['what'] == 'part'}
+  summary['tensors_round_ms'] = (tensor_data_row['wall_ms'] + tensor_call['wall_ms'] +
+                                 tensor_eval['wall_ms'] + parts['checkpoint'])
+  summary['evaluation_ms'] = parts['per-round federated evaluation']
+  summary['tensors_evaluation_ms'] = tensor_eval['wall_ms']
+  summary['checkpoint_ms'] = parts['checkpoint']
+  summary['tensors_vs_datasets_max_metric_difference'] = eval_difference
+  summary['ratio_tensors_call'] = tensor_call['wall_ms'] / keras_ms
+  summary['ratio_tensors_round'] = summary['tensors_round_ms'] / keras_ms
+  summary['ratio_tensors_round_without_checkpoint'] = (
+      summary['tensors_round_ms'] - parts['checkpoint']) / keras_ms
+  # The tensors round had its evaluation been the datasets one.
+  summary['ratio_tensors_round_datasets_eval'] = (
+      summary['tensors_round_ms'] - tensor_eval['wall_ms'] + summary['evaluation_ms']) / keras_ms
   summary['ratio_call'] = summary['job_call_ms'] / keras_ms
   summary['ratio_round'] = summary['job_round_ms'] / keras_ms
   summary['ratio_fixed_only'] = many['wall_ms'] / keras_ms
@@ -293,7 +345,18 @@ def main(argv):
       f'{summary["ratio_fixed_only"]:.2f}: what TFF charges whatever the rows)',
       f'tensor-batch FedAvg round:                      {tensor["wall_ms"]:7.1f} ms   ratio '
       f'{summary["ratio_tensor"]:.2f}  (its weights after one round vs the job\'s: max '
-      f'|difference| {difference:.1e})']
+      f'|difference| {difference:.1e})',
+      f'job TFF call, --client_data=tensors:           {tensor_call["wall_ms"]:7.1f} ms   ratio '
+      f'{summary["ratio_tensors_call"]:.2f}  (one round from the same state, vs datasets: max '
+      f'|weight difference| {paths_difference:.1e})',
+      f'job round, --client_data=tensors (data + call + eval + checkpoint): '
+      f'{summary["tensors_round_ms"]:7.1f} ms   ratio {summary["ratio_tensors_round"]:.2f} '
+      f'(evaluation {tensor_eval["wall_ms"]:.1f} ms on tensors vs {summary["evaluation_ms"]:.1f} '
+      f'on datasets, metrics within {eval_difference:.1e}; checkpoint '
+      f'{summary["checkpoint_ms"]:.1f} ms; with the datasets evaluation the ratio would be '
+      f'{summary["ratio_tensors_round_datasets_eval"]:.2f})',
+      f'  the same without the checkpoint (--rounds_per_checkpoint > 1 spreads it): ratio '
+      f'{summary["ratio_tensors_round_without_checkpoint"]:.2f}']
   print('\n'.join(lines))
   if _OUTPUT_DIR.value:
     os.makedirs(_OUTPUT_DIR.value, exist_ok=True)

@@ -58,7 +58,6 @@ import itertools
 import json
 import math
 import os
-import shutil
 import time
 
 from absl import flags

@@ -7,6 +7,8 @@
   config       DataConfig, AlgorithmConfig, TrainConfig: a run's settings
   model        the Keras scorecard (logreg, MLP), its TFF wrapper, saved weights
   algorithms   FedSGD, FedAvg, FedProx, FedAdam, FedYogi, Mime-lite as TFF learning processes
+  tensor_client_work  the FedAvg family and the federated evaluation on padded tensors, not
+               datasets (--client_data=tensors): the same batches, a round ~10x cheaper
   training     federated training into a run directory (used by the binaries only)
   poisoning    a simulated poisoning bank (scale, sign_flip, label_flip) for the robustness study
   dp_sgd       customer-level DP-SGD inside a bank, as TFF client work (per-example clipping, noise)

@@ -29,6 +29,11 @@ ATTACKS = ('scale', 'sign_flip', 'label_flip')
 # Which round's model a run reports (`tff_common.program.Selection`): the best
 # by validation AUC, or the last. Without validation rows it is the last.
 SELECTIONS = ('best', 'last')
+# How a bank's round data reaches TFF (`--client_data`): tf.data datasets (TFF's
+# learning processes), padded tensors of batches (`tff_credit.tensor_client_work`:
+# the same batches, a round several times cheaper), or auto: tensors wherever
+# they are supported (`tensors_unsupported`), else datasets.
+CLIENT_DATA = ('auto', 'datasets', 'tensors')
 
 
 @dataclasses.dataclass(frozen=True)
@@ -75,6 +80,11 @@ class AlgorithmConfig(aggregation.AggregatorConfig, dp.DPConfig):
 
   Mime-lite (`algorithm='mime_lite'`) runs without differential privacy and
   without a model-poisoning simulation (its client work is TFF's own).
+
+  `client_data` (`CLIENT_DATA`): how the banks' rounds reach TFF; 'tensors'
+  refuses what it does not run (`tensors_unsupported`), 'auto' resolves to
+  it where it runs (`client_data_path`). A directory written before the
+  setting existed trained on 'datasets' (`PREDATED`).
   """
   algorithm: str = 'fedavg'
   weighting: str = 'examples'
@@ -83,6 +93,7 @@ class AlgorithmConfig(aggregation.AggregatorConfig, dp.DPConfig):
   server_momentum: float = 0.0
   mu: float = 0.01
   dp_level: str = 'record'
+  client_data: str = 'auto'
 
   def check(self):
     aggregation.AggregatorConfig.check(self)
@@ -107,6 +118,11 @@ class AlgorithmConfig(aggregation.AggregatorConfig, dp.DPConfig):
     checks.positive('server_lr', self.server_lr)
     checks.in_range('server_momentum', self.server_momentum, 0, 1, high_open=True)
     checks.non_negative('mu', self.mu)
+    checks.one_of('client_data', self.client_data, CLIENT_DATA)
+    if self.client_data == 'tensors':
+      reason = tensors_unsupported(self)
+      if reason:
+        checks.fail('client_data', self.client_data, f'datasets or auto {reason}')
 
 
 @dataclasses.dataclass(frozen=True)
@@ -174,9 +190,34 @@ def check(data: DataConfig, algorithm: AlgorithmConfig, train: TrainConfig):
   if algorithm.dp_enabled and algorithm.dp_level == 'record' and train.attack_bank is not None:
     checks.fail('attack_bank', train.attack_bank,
                 'no poisoning bank with --dp_level=record (not simulated together)')
+  if algorithm.client_data == 'tensors':
+    reason = tensors_unsupported(algorithm, train=train)
+    if reason:
+      checks.fail('client_data', algorithm.client_data, f'datasets or auto {reason}')
   if algorithm.algorithm == 'mime_lite' and train.attack in ('scale', 'sign_flip'):
     checks.fail('attack', train.attack, 'label_flip with --algorithm=mime_lite (its updates '
                 'are not wrapped by the poisoning simulation)')
+
+
+def tensors_unsupported(algorithm: AlgorithmConfig, *,
+                        train: Optional[TrainConfig] = None) -> Optional[str]:
+  """Why `--client_data=tensors` cannot run these settings ('with ...'), or None."""
+  if algorithm.algorithm in ('fedsgd', 'mime_lite'):
+    return (f'with --algorithm={algorithm.algorithm} (tensors: fedavg, fedprox, fedadam, '
+            'fedyogi; its client work is TFF\'s own, on datasets)')
+  if algorithm.dp_enabled and algorithm.dp_level == 'record':
+    return "with --dp_level=record (DP-SGD's Poisson batches are datasets)"
+  if train is not None and train.attack in ('scale', 'sign_flip'):
+    return (f'with --attack={train.attack} (the poisoning simulation wraps the datasets\' '
+            'client work)')
+  return None
+
+
+def client_data_path(algorithm: AlgorithmConfig, train: TrainConfig) -> str:
+  """'datasets' or 'tensors': what `--client_data` resolves to for a run."""
+  if algorithm.client_data != 'auto':
+    return algorithm.client_data
+  return 'datasets' if tensors_unsupported(algorithm, train=train) else 'tensors'
 
 
 def selection(data: DataConfig, train: TrainConfig) -> str:
@@ -185,17 +226,20 @@ def selection(data: DataConfig, train: TrainConfig) -> str:
   return 'best' if train.select == 'best' and data.val_fraction > 0 else 'last'
 
 
-# What a run written before a setting existed did: no validation rows, no L2
-# (`from_settings` reads such a directory so; `defaults` lets it be resumed).
-PREDATED = {'data': {'val_fraction': 0.0}, 'train': {'l2': 0.0, 'select': 'best'}}
+# What a run written before a setting existed did: no validation rows, no L2,
+# datasets as client data (`from_settings` reads such a directory so;
+# `defaults` lets it be resumed).
+PREDATED = {'data': {'val_fraction': 0.0}, 'train': {'l2': 0.0, 'select': 'best'},
+            'algorithm': {'client_data': 'datasets'}}
 
 
 def defaults() -> dict[str, Any]:
   """The settings a directory written before a setting existed is compared
   with (`RunDir.claim`): every flag at its default, except the settings of
   `PREDATED`, which take the value such a run had. So an old directory is
-  resumed only with --val_fraction=0 (its banks' rows stay as they were)."""
-  return settings(DataConfig(**PREDATED['data']), AlgorithmConfig(),
+  resumed only with --val_fraction=0 (its banks' rows stay as they were) and
+  --client_data=datasets."""
+  return settings(DataConfig(**PREDATED['data']), AlgorithmConfig(**PREDATED['algorithm']),
                   TrainConfig(**PREDATED['train']), data_sha256='')
 
 
@@ -218,7 +262,8 @@ def from_settings(value: dict[str, Any]) -> tuple[DataConfig, AlgorithmConfig, T
   """The configs of `settings` and the data fingerprint ('' if it predates them)."""
   data = {**PREDATED['data'], **value['data']}
   sha256 = data.pop('sha256', '')
-  algorithm = {k: v for k, v in value['algorithm'].items() if k != NOISE_MULTIPLIER_IN_USE}
+  algorithm = {k: v for k, v in {**PREDATED['algorithm'], **value['algorithm']}.items()
+               if k != NOISE_MULTIPLIER_IN_USE}
   return (DataConfig(**data), AlgorithmConfig(**algorithm),
           TrainConfig(**{**PREDATED['train'], **value['train']}), sha256)
 

@@ -64,6 +64,13 @@ def define_algorithm_flags():
                     'Whose privacy DP protects: record (each customer: DP-SGD inside every '
                     'bank, FedAvg) or bank (each bank: the DP mean over banks; with five banks '
                     'the epsilon is large).')
+  flags.DEFINE_enum('client_data', _A.client_data, list(config.CLIENT_DATA),
+                    "How each bank's round reaches TFF: datasets (tf.data, TFF's learning "
+                    'processes), tensors (the same batches as padded tensors: the same model, '
+                    'a round several times cheaper; fedavg, fedprox, fedadam, fedyogi, bank-level '
+                    'DP, label_flip) or auto (tensors where supported, else datasets). With '
+                    'tensors, fedprox\'s proximal term pulls towards the global model '
+                    "(TFF 0.87's datasets FedProx pushes away from it).")
 
 
 def define_train_flags():

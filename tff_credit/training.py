@@ -25,6 +25,7 @@ only what that bank trains on or sends; its settings are in config.json, so a
 resume stays poisoned and the evaluation says so.
 """
 
+import collections
 from collections.abc import Callable
 
 import tensorflow as tf
@@ -43,12 +44,19 @@ from tff_credit import dp_sgd
 from tff_credit import federation as federation_lib
 from tff_credit import model as model_lib
 from tff_credit import poisoning
+from tff_credit import tensor_client_work
 
 
 def client_data_fn_for(fed: federation_lib.Federation, *, algorithm: str,
                        train: config_lib.TrainConfig,
-                       record_level_dp: bool = False) -> Callable[[list, int], list]:
+                       record_level_dp: bool = False,
+                       client_data: str = 'datasets') -> Callable[[list, int], list]:
   """`(bank names, round) -> datasets`: what each sampled bank trains on.
+
+  With `client_data='tensors'` (the process of `algorithms.build_process(...,
+  client_data='tensors')`), each bank's round is instead its padded batches
+  (`tensor_client_work.client_data`), in the order of the datasets' seeded
+  shuffle (`tensor_client_work.shuffled_rows`): the same batches.
 
   Under a simulated poisoning bank (`train.attack_bank`), that bank's rows
   have their labels flipped (`label_flip`), or every bank's data carries its
@@ -59,15 +67,28 @@ def client_data_fn_for(fed: federation_lib.Federation, *, algorithm: str,
   Poisson-sampled batches and its noise seed (`tff_credit.dp_sgd.client_data`),
   both from the seed of (seed, round, bank), so a resumed run replays them.
   """
-  client_data = fed.client_data()
+  rows_of = fed.client_data()
   sizes = {name: len(fed.train[name][1]) for name in fed.bank_names}
   number = {name: i for i, name in enumerate(fed.bank_names)}
   poisoning.check_bank(train, fed.bank_names)
   with_factors = poisoning.is_model_poisoning(train)
+  if client_data == 'tensors' and (record_level_dp or with_factors or algorithm == 'fedsgd'):
+    raise ValueError('--client_data=tensors runs no fedsgd, DP-SGD or model poisoning '
+                     '(config.check refuses them)')
 
   def client_data_fn(bank_names, round_num):
     datasets = []
     for name in bank_names:
+      if client_data == 'tensors':
+        x, y = fed.train[name]
+        if name == train.attack_bank and train.attack == 'label_flip':
+          y = 1.0 - y  # as poisoning.flip_labels
+        order = tensor_client_work.shuffled_rows(
+            sizes[name], seed=seeding.client_seed(train.seed, round_num, number[name]),
+            local_epochs=train.local_epochs)
+        datasets.append(tensor_client_work.client_data(x, y, order=order,
+                                                       batch_size=train.batch_size))
+        continue
       if record_level_dp:
         x, y = fed.train[name]
         datasets.append(dp_sgd.client_data(
@@ -75,7 +96,7 @@ def client_data_fn_for(fed: federation_lib.Federation, *, algorithm: str,
             steps=dp_sgd.steps_per_round(sizes[name], train.batch_size, train.local_epochs),
             seed=seeding.client_seed(train.seed, round_num, number[name])))
         continue
-      dataset = client_data.create_tf_dataset_for_client(name)
+      dataset = rows_of.create_tf_dataset_for_client(name)
       attacker = name == train.attack_bank
       if attacker and train.attack == 'label_flip':
         dataset = poisoning.flip_labels(dataset)
@@ -95,7 +116,8 @@ def client_data_fn_for(fed: federation_lib.Federation, *, algorithm: str,
   return client_data_fn
 
 
-def federated_evaluator(fed: federation_lib.Federation, model_fn, *, batch_size: int = 256):
+def federated_evaluator(fed: federation_lib.Federation, model_fn, *, batch_size: int = 256,
+                        client_data: str = 'datasets'):
   """`(model weights) -> {'test/auc', 'test/log_loss', 'val/auc', 'val/log_loss'}`.
 
   Runs TFF's `build_fed_eval` process, whose `next` has the federated type
@@ -106,8 +128,30 @@ def federated_evaluator(fed: federation_lib.Federation, model_fn, *, batch_size:
   batches B and returns metric sums (AUC's confusion counts, the summed log
   loss); their sums reach the SERVER, which finalizes M. Once over the banks'
   test rows, once over their validation rows (banks without any are left
-  out; no `val/` metrics if none has any).
+  out; no `val/` metrics if none has any). With `client_data='tensors'`, the
+  same sums from each bank's rows as one tensor
+  (`tensor_client_work.build_evaluation`), without TFF's per-dataset cost.
   """
+  if client_data == 'tensors':
+    evaluate_rows = tensor_client_work.build_evaluation(model_fn)
+
+    def rows(split):
+      return [collections.OrderedDict(x=x, y=y[:, None].astype('float32'))
+              for x, y in (split[name] for name in fed.bank_names if name in split) if len(y)]
+
+    tensor_splits = {'test': rows(fed.test), 'val': rows(fed.val)}
+
+    def evaluate_tensors(model_weights) -> dict[str, float]:
+      result = {}
+      for prefix, data in tensor_splits.items():
+        if data:
+          metrics = evaluate_rows(model_weights, data)
+          result[f'{prefix}/auc'] = float(metrics['auc'])
+          result[f'{prefix}/log_loss'] = float(metrics['log_loss'])
+      return result
+
+    return evaluate_tensors
+
   eval_process = tff.learning.algorithms.build_fed_eval(model_fn)
   eval_state = eval_process.initialize()
 
@@ -172,13 +216,15 @@ def train(*, data: config_lib.DataConfig, algorithm: config_lib.AlgorithmConfig,
     model_fn = model_lib.model_fn_for(model=train_config.model, num_features=fed.num_features,
                                       seed=train_config.seed, l2=train_config.l2)
     record_level_dp = algorithm.dp_enabled and algorithm.dp_level == 'record'
+    client_data = config_lib.client_data_path(algorithm, train_config)
+    log(f'client data: {client_data} (--client_data={algorithm.client_data})')
     process = algorithms.build_process(
         algorithm, model_fn, poisoned_updates=poisoning.is_model_poisoning(train_config),
         noise_multiplier=noise_multiplier, batch_size=train_config.batch_size,
         banks_per_round=min(train_config.clients_per_round or len(fed.bank_names),
                             len(fed.bank_names)),
-        seed=train_config.seed)
-    evaluate = federated_evaluator(fed, model_fn)
+        seed=train_config.seed, client_data=client_data)
+    evaluate = federated_evaluator(fed, model_fn, client_data=client_data)
     # The best round is tracked whenever there are validation rows, so both
     # models exist whichever --select reports.
     has_val = any(len(y) for _, y in fed.val.values())
@@ -187,7 +233,8 @@ def train(*, data: config_lib.DataConfig, algorithm: config_lib.AlgorithmConfig,
         process=process,
         client_ids=fed.bank_names,
         client_data_fn=client_data_fn_for(fed, algorithm=algorithm.algorithm, train=train_config,
-                                          record_level_dp=record_level_dp),
+                                          record_level_dp=record_level_dp,
+                                          client_data=client_data),
         run=run,
         config=train_config,
         evaluate_fn=lambda state, round_num: evaluate(process.get_model_weights(state)),
