@@ -141,7 +141,9 @@ class TrainConfig(program_config.ProgramConfig):
   """
   rounds: int = 40
   clients_per_round: Optional[int] = None
-  rounds_per_checkpoint: int = 1
+  # A checkpoint costs about what a whole round on tensors does
+  # (bench/credit_round_cost.py); every 5 rounds a kill loses at most 4 of them.
+  rounds_per_checkpoint: int = 5
   seed: int = 0
   model: str = 'logreg'
   local_epochs: int = 1
