@@ -163,9 +163,66 @@ def _reconstruction_client_work(*, model_fn, weights_type, loss_fn, metrics_fn, 
   return tff.learning.templates.ClientWorkProcess(initialize, next_fn)
 
 
+class _PerHeadFactory(tff.aggregators.WeightedAggregationFactory):
+  """Aggregates the rating head's item parameters (and the offset) with one
+  weighted factory and the implicit head's with another (`client_weighting=
+  'implicit_uniform'`: the second ignores the weights, so every user counts
+  once there).
+
+  Federated type of the created process's `next`: `(<state=<S_r, S_i>@SERVER,
+  value={G}@CLIENTS, weight={float32}@CLIENTS> -> <state=<S_r, S_i>@SERVER,
+  result=G@SERVER, measurements=<rating=M_r, implicit=M_i>@SERVER>)`: each
+  factory sees only its own tensors of G; the result is G's order again.
+  """
+
+  def __init__(self, *, implicit_positions, rating_factory, implicit_factory):
+    self._implicit = tuple(implicit_positions)
+    self._factories = (rating_factory, implicit_factory)
+
+  def create(self, value_type, weight_type):
+    members = [member for _, member in tff.structure.iter_elements(value_type)]
+    parts = ([k for k in range(len(members)) if k not in self._implicit], list(self._implicit))
+    part_types = [tff.StructWithPythonType([members[k] for k in part], list) for part in parts]
+    processes = [f.create(t, weight_type) for f, t in zip(self._factories, part_types)]
+    order = [k for part in parts for k in part]
+
+    @tff.tensorflow.computation(value_type)
+    def rating_part(value):
+      return [value[k] for k in parts[0]]
+
+    @tff.tensorflow.computation(value_type)
+    def implicit_part(value):
+      return [value[k] for k in parts[1]]
+
+    @tff.tensorflow.computation(part_types[0], part_types[1])
+    def merge(rating, implicit):
+      flat = list(rating) + list(implicit)
+      return [flat[order.index(k)] for k in range(len(members))]
+
+    @tff.federated_computation
+    def initialize():
+      return tff.federated_zip(tuple(p.initialize() for p in processes))
+
+    @tff.federated_computation(initialize.type_signature.result,
+                               tff.FederatedType(value_type, tff.CLIENTS),
+                               tff.FederatedType(weight_type, tff.CLIENTS))
+    def next_fn(state, value, weight):
+      outputs = [process.next(state[k], tff.federated_map(select, value), weight)
+                 for k, (process, select) in enumerate(zip(processes,
+                                                           (rating_part, implicit_part)))]
+      result = tff.federated_map(merge, tff.federated_zip(tuple(o.result for o in outputs)))
+      return tff.templates.MeasuredProcessOutput(
+          state=tff.federated_zip(tuple(o.state for o in outputs)), result=result,
+          measurements=tff.federated_zip(collections.OrderedDict(
+              rating=outputs[0].measurements, implicit=outputs[1].measurements)))
+
+    return tff.templates.AggregationProcess(initialize, next_fn)
+
+
 def build_fed_recon(*, model_fn, client_lr: float, server_lr: float, recon_lr: float,
                     recon_epochs: int, implicit_weight: float = 0.0,
                     aggregator: aggregation.AggregatorConfig = aggregation.MEAN,
+                    client_weighting: str = config_lib.EXAMPLES,
                     dp_aggregator=None, client_model_fn=None) -> tff.learning.templates.LearningProcess:
   """Federated Reconstruction for the two-head MF model: TFF's
   `build_fed_recon` with plain SGD on the clients, composed from TFF's parts
@@ -182,7 +239,10 @@ def build_fed_recon(*, model_fn, client_lr: float, server_lr: float, recon_lr: f
   In `next` the server broadcasts G; each user (CLIENTS) rebuilds its local
   user parameters from zero over `recon_epochs` passes (G frozen), then
   trains G one pass (user parameters frozen) and returns the delta of G
-  weighted by its example count; the aggregator (`tff_common.aggregation`)
+  weighted by its example count (`client_weighting='examples'`) or counting
+  once (`'uniform'`: every user's delta weighs 1/K, so heavy raters do not
+  dominate the item parameters; `'implicit_uniform'`: the implicit head's
+  part once, the rating head's by examples, `_PerHeadFactory`); the aggregator (`tff_common.aggregation`)
   sums the deltas to the SERVER, whose SGD at `server_lr` steps G. The local
   parameters never leave the client and are not kept between rounds.
 
@@ -201,11 +261,23 @@ def build_fed_recon(*, model_fn, client_lr: float, server_lr: float, recon_lr: f
     return tff.learning.models.ReconstructionModel.get_global_variables(model_fn())
 
   weights_type = initial_weights.type_signature.result
+  uniform = dp_aggregator is not None or client_weighting == config_lib.UNIFORM
   if dp_aggregator is not None:
     factory = tff.aggregators.as_weighted_aggregator(dp_aggregator)
     metrics_aggregator = aggregation.metrics_aggregator(aggregator, release=False)
   else:
-    factory = aggregation.build_aggregator(aggregator, weighted=True)
+    # Uniform: the aggregator's unweighted mean behind the weighted API (the
+    # constant weight the clients return is ignored, and not sent).
+    factory = (aggregation.build_aggregator(aggregator, weighted=False, ignore_weights=True)
+               if uniform else aggregation.build_aggregator(aggregator, weighted=True))
+    if client_weighting == config_lib.IMPLICIT_UNIFORM and implicit_weight > 0:
+      factory = _PerHeadFactory(
+          implicit_positions=[k for k, name in enumerate(model_lib.global_names(True))
+                              if name in (model_lib.IMPLICIT_ITEM_FACTORS,
+                                          model_lib.IMPLICIT_ITEM_BIAS)],
+          rating_factory=factory,
+          implicit_factory=aggregation.build_aggregator(aggregator, weighted=False,
+                                                        ignore_weights=True))
     metrics_aggregator = aggregation.metrics_aggregator(aggregator)
   client_work = _reconstruction_client_work(
       model_fn=client_model_fn or model_fn, weights_type=weights_type,
@@ -213,7 +285,7 @@ def build_fed_recon(*, model_fn, client_lr: float, server_lr: float, recon_lr: f
       metrics_fn=(None if dp_aggregator is not None else
                   functools.partial(model_lib.metrics_fn, implicit=implicit_weight > 0)),
       client_lr=client_lr, recon_lr=recon_lr, recon_epochs=recon_epochs,
-      uniform=dp_aggregator is not None, metrics_aggregator=metrics_aggregator)
+      uniform=uniform, metrics_aggregator=metrics_aggregator)
   return tff.learning.templates.compose_learning_process(
       initial_model_weights_fn=initial_weights,
       model_weights_distributor=tff.learning.templates.build_broadcast_process(weights_type),
@@ -287,7 +359,8 @@ def build_process(split, config: config_lib.TrainConfig, *, noise_multiplier: fl
         client_model_fn=model_lib.reconstruction_model_fn(**common, random_init=False),
         client_lr=config.client_lr, server_lr=config.effective_server_lr(),
         recon_lr=config.recon_lr, recon_epochs=config.recon_epochs,
-        implicit_weight=config.loss_weight(), aggregator=config, dp_aggregator=dp_aggregator)
+        implicit_weight=config.loss_weight(), aggregator=config,
+        client_weighting=config.client_weighting, dp_aggregator=dp_aggregator)
     return process, list(model_lib.global_names(config.implicit))
   if config.algorithm == 'fedavg':
     process = build_fed_avg(
@@ -312,5 +385,7 @@ def build_eval_process(split, config: config_lib.TrainConfig):
 def wire(config: config_lib.TrainConfig) -> communication.Wire:
   """The encoding of the messages of `build_process(split, config)`: both
   processes weight each client's update by its example count, except under
-  differential privacy (uniform: no weight is sent)."""
-  return communication.Wire(aggregator=config, weighted=not config.dp_enabled)
+  differential privacy or FedRecon's uniform client weighting (no weight is sent)."""
+  uniform = config.dp_enabled or (config.algorithm == 'fedrecon' and
+                                  config.client_weighting == config_lib.UNIFORM)
+  return communication.Wire(aggregator=config, weighted=not uniform)

@@ -56,6 +56,12 @@ def define_training_flags(defaults: config.TrainConfig = _T):
                        'Ratings per client batch; a batch also holds its share of unrated '
                        'items (--negatives_per_rating per rating).')
   cli.define_aggregator_flags(defaults)
+  flags.DEFINE_enum('client_weighting', defaults.client_weighting, config.CLIENT_WEIGHTINGS,
+                    "fedrecon: how the server's mean weights each sampled user's item update: "
+                    'by the examples it trained on; uniform (each user once, so heavy '
+                    'raters do not dominate the item parameters); implicit_uniform (the '
+                    "implicit head's part, what top-N lists rank by, uniform; the rating "
+                    "head's by examples). Differential privacy always weights uniformly.")
   cli.define_dp_flags(defaults, what="each user's item-parameter update (fedrecon)")
   flags.DEFINE_integer('centralized_epochs', defaults.centralized_epochs,
                        'Epochs of centralized MF.')

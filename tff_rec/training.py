@@ -52,10 +52,11 @@ def train(*, data_config: config_lib.DataConfig, train_config: config_lib.TrainC
     run = root.child(train_config.algorithm)
     # Calibrated (or checked) before anything of the run is written.
     noise_multiplier, guarantee = _privacy(train_config, population=len(split.train))
-    # A directory trained before a setting existed resumes with its default.
+    # A directory trained before a setting existed resumes with the value it was
+    # trained with (its default then: config.PREDATED), never a changed default.
     program.open_run(run, settings=train_config.settings(noise_multiplier=noise_multiplier),
                      config=train_config,
-                     defaults=dataclasses.asdict(config_lib.TrainConfig()))
+                     defaults=config_lib.TrainConfig.predated_defaults())
     started = time.perf_counter()
     if train_config.algorithm == 'centralized':
       params = centralized.train_mf(split, config=train_config, log=log)

@@ -46,7 +46,7 @@ def _recording_aggregator(monkeypatch):
   factory = type('RecordingFactory', (tff.aggregators.WeightedAggregationFactory,),
                  {'create': lambda self, v, w: recording.create(v, w)})()
   monkeypatch.setattr(algorithms.aggregation, 'build_aggregator',
-                      lambda name, weighted: factory)
+                      lambda name, weighted, **kwargs: factory)
   return recording
 
 
@@ -56,11 +56,12 @@ def test_no_user_embedding_or_bias_reaches_the_server(tiny_split, monkeypatch):
   process, layers = algorithms.build_process(tiny_split,
                                              helpers.tiny_config(algorithm='fedrecon'))
   global_shapes = {(num_items, dim), (num_items, 1), ()}
-  # What clients send (the aggregated update) is exactly the item parameters
-  # of both heads and the offset.
-  (sent,) = recording.value_types
-  assert sorted(_shapes(sent)) == sorted([(num_items, dim), (num_items, 1), ()] +
-                                         [(num_items, dim), (num_items, 1)])
+  # What clients send (the aggregated update, in one part per head under the
+  # default per-head weighting) is exactly the item parameters of both heads
+  # and the offset.
+  sent = [shape for value_type in recording.value_types for shape in _shapes(value_type)]
+  assert sorted(sent) == sorted([(num_items, dim), (num_items, 1), ()] +
+                                [(num_items, dim), (num_items, 1)])
   assert layers == ['item_factors', 'item_bias', 'offset', 'implicit_item_factors',
                     'implicit_item_bias']
   # The server state and everything process.next takes or returns holds no
@@ -123,3 +124,45 @@ def test_client_loop_in_one_graph_matches_tffs_fed_recon(tiny_split):
   assert list(metrics) == list(ref_metrics)
   for name in metrics:
     assert metrics[name] == pytest.approx(ref_metrics[name], rel=1e-5)
+
+
+def test_uniform_client_weighting_is_the_plain_mean_of_the_users_updates(tiny_split):
+  # --client_weighting=uniform: every sampled user's item update counts once
+  # (server SGD at step 1 is then the mean of the one-user rounds' weights),
+  # while the default weights it by the user's examples; no weight is sent;
+  # implicit_uniform does the one for the implicit head, the other for the rest.
+  import dataclasses
+
+  import numpy as np
+
+  from tff_rec import clients
+  config = helpers.tiny_config(server_lr=1.0)
+  data_fn = clients.training_data_fn(
+      tiny_split.train, batch_size=config.examples_per_batch(), seed=0,
+      num_items=tiny_split.num_items, negatives_per_rating=config.negatives())
+  ids = clients.client_ids(tiny_split.train)
+  counts = tiny_split.train.counts()
+  # Two users with different numbers of ratings.
+  a, b = 0, int(np.flatnonzero(counts != counts[0])[0])
+
+  def one_round(process, users):
+    state = process.next(process.initialize(), data_fn([ids[k] for k in users], 1)).state
+    return [np.asarray(w) for w in process.get_model_weights(state).trainable]
+
+  process = {weighting: algorithms.build_process(
+      tiny_split, dataclasses.replace(config, client_weighting=weighting))[0]
+             for weighting in ('uniform', 'examples', 'implicit_uniform')}
+  alone = [one_round(process['uniform'], [k]) for k in (a, b)]
+  uniform = one_round(process['uniform'], [a, b])
+  for both, wa, wb in zip(uniform, *alone):
+    np.testing.assert_allclose(both, (wa + wb) / 2, atol=1e-5)
+  examples = one_round(process['examples'], [a, b])
+  assert max(np.abs(e - u).max() for e, u in zip(examples, uniform)) > 1e-4
+  # implicit_uniform: the rating head (item factors, biases, offset) as by
+  # examples, the implicit head's two tensors as uniform.
+  per_head = one_round(process['implicit_uniform'], [a, b])
+  for mixed, expected in zip(per_head, examples[:3] + uniform[3:]):
+    np.testing.assert_allclose(mixed, expected, atol=1e-5)
+  assert algorithms.wire(dataclasses.replace(config, client_weighting='uniform')).weighted is False
+  assert algorithms.wire(config).weighted is True
+  assert algorithms.wire(dataclasses.replace(config, client_weighting='implicit_uniform')).weighted

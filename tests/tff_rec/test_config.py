@@ -33,6 +33,22 @@ def test_train_configs_of_older_versions_load_or_are_refused(tmp_path, file_name
   # Older versions stored rounds=None: read as the default.
   config = config_lib.read_train_config(stored(algorithm='fedrecon', rounds=None), 'fedrecon')
   assert config.rounds == config_lib.TrainConfig().rounds
+  # Before --client_weighting: example-weighted, whatever today's default, both
+  # when read back and when a rerun's settings are claimed against it.
+  config = config_lib.read_train_config(stored(algorithm='fedrecon'), 'fedrecon')
+  assert config.client_weighting == config_lib.EXAMPLES
+  assert config_lib.TrainConfig.predated_defaults()['client_weighting'] == config_lib.EXAMPLES
+  old = config_lib.TrainConfig(client_weighting=config_lib.EXAMPLES).settings()
+  del old['client_weighting']
+  run = run_dir.RunDir(str(tmp_path / 'old_run'))
+  run.claim(old)
+  # Resumed under today's default weighting: refused, naming it...
+  with pytest.raises(errors.InputError, match='client_weighting'):
+    run.claim(dataclasses.replace(config_lib.TrainConfig(), client_weighting=config_lib.UNIFORM)
+              .settings(), defaults=config_lib.TrainConfig.predated_defaults())
+  # ...and resumed as it was trained: accepted.
+  run.claim(config_lib.TrainConfig(client_weighting=config_lib.EXAMPLES).settings(),
+            defaults=config_lib.TrainConfig.predated_defaults())
   # Either setting at 0 turns the head off everywhere.
   assert config_lib.TrainConfig().implicit
   off = config_lib.TrainConfig(implicit_weight=0.0)
@@ -63,6 +79,8 @@ def test_data_config_is_read_under_either_name(tmp_path, file_name):
      "--aggregator='median': expected one of mean, secure, compressed, topk with differential "
      "privacy (a robust aggregator's output is not a clipped sum, whose sensitivity the "
      'accounting assumes)'),
+    (config_lib.TrainConfig(client_weighting='users'),
+     "--client_weighting='users': expected one of examples, uniform, implicit_uniform"),
     (config_lib.DataConfig(heldout_users_fraction=1.0),
      '--heldout_users_fraction=1.0: expected a number in [0, 1)'),
 ])
