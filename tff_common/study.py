@@ -423,9 +423,11 @@ def markdown_table(header: Sequence[str], rows: Iterable[Sequence[str]]) -> list
 
 
 def write_outputs(output_dir: str, results: Sequence[Result], *, markdown: str,
-                  figures: Mapping[str, Any] = ()):
+                  figures: Mapping[str, Any] = (), log: Optional[Log] = None):
   """study.csv, study_summary.csv, study.md and each figure (name -> matplotlib
-  figure, closed here), each written atomically."""
+  figure, closed here), each written atomically; with `log`, the markdown and
+  the list of files written go to it."""
+  names = list(dict(figures))
   root = run_dir_lib.RunDir(output_dir)
   root.write_text(CSV, _long_csv(results))
   root.write_text(SUMMARY_CSV, _summary_csv(results))
@@ -434,6 +436,9 @@ def write_outputs(output_dir: str, results: Sequence[Result], *, markdown: str,
     root.save_figure(name, figure, dpi=110)
     plt.close(figure)
   root.write_text(MARKDOWN, markdown)
+  if log is not None:
+    log(markdown)
+    log(f'wrote {output_dir}/{MARKDOWN}, {CSV}, {SUMMARY_CSV}' + ''.join(f', {n}' for n in names))
 
 
 def _axis_names(results: Sequence[Result]) -> list[str]:

@@ -311,9 +311,7 @@ def run(*, setup: Setup, grid: study.Grid, output_dir: str,
       output_dir=output_dir, fixed={**setup.fixed(), 'split_sha256': sha256},
       fixed_defaults=defaults.fixed(), log=log)
   text, figures = render(results, grid=grid, setup=setup, output_dir=output_dir)
-  study.write_outputs(output_dir, results, markdown=text, figures=figures)
-  log(text)
-  log(f'wrote {output_dir}/study.md, study.csv, study_summary.csv, ' + ', '.join(figures))
+  study.write_outputs(output_dir, results, markdown=text, figures=figures, log=log)
   return results
 
 
