@@ -29,13 +29,10 @@ evaluation's entries named personalized_<method>; without one the goal is
 'not measurable'.
 
 Timing (the default grid: fedavg x 6 partitions x 5 seeds = 30 cells of 40
-rounds, with the personalized models when the evaluation reports them). On
-this 2-core machine at load average ~8, `tff_credit.train` took 45 s and
-`tff_credit.evaluate` 19 s as two binaries (start-up included, which the study
-pays once), so a cell is about half a minute and the grid about 15-20 minutes.
-Measured under load average 20-48 (six other jobs on the 2 cores): 80-190 s a
-cell, the default grid 62 minutes (12:33-13:35 UTC, 25 Nov 2026; its last cells,
-at load ~13, 43-70 s each). Cells are run seed by seed, so a
+rounds, personalized models included): 6.3 minutes of cell time on this
+2-core machine, 11-17 s a cell, with the credit rounds on tensors
+(`--client_data=auto`); on datasets and under load average 10-40 it took
+36.5 minutes with the same figures. Cells are run seed by seed, so a
 study cut short has every partition at fewer seeds.
 """
 
